@@ -1,0 +1,1 @@
+"""Exporters: PyTorch -> ONNX (with graph checks and verification) and ONNX -> TensorRT engine."""

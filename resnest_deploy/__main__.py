@@ -1,0 +1,3 @@
+from resnest_deploy.cli.app import main
+
+main()

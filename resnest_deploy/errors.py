@@ -1,0 +1,47 @@
+"""Typed errors of resnest-deploy.
+
+Every error a user can cause derives from :class:`ResnestDeployError`. The CLI turns these into one red line on
+stderr and the error's ``exit_code`` (2 for bad input, 1 for a failed verification), never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ResnestDeployError(Exception):
+    """Base of all errors raised on purpose by resnest-deploy."""
+
+    exit_code: int = 2
+
+
+class UnknownArchError(ResnestDeployError, ValueError):
+    """The architecture name is not in the registry."""
+
+
+class ConfigError(ResnestDeployError, ValueError):
+    """An option or a combination of options is invalid."""
+
+
+class CheckpointError(ResnestDeployError):
+    """A checkpoint file cannot be read: missing, truncated, not a checkpoint, or carrying code."""
+
+
+class WeightsMismatchError(ResnestDeployError):
+    """A checkpoint was read but its tensors do not fit the architecture."""
+
+
+class DownloadError(ResnestDeployError):
+    """A weights download failed or its hash did not match."""
+
+
+class OutputError(ResnestDeployError):
+    """An output path cannot be written."""
+
+
+class ArtifactError(ResnestDeployError):
+    """An artifact (ONNX file, engine) is missing, unreadable, or breaks the graph contract."""
+
+
+class VerificationError(ResnestDeployError):
+    """An artifact was produced but does not match the eager model within tolerance."""
+
+    exit_code = 1

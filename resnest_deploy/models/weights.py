@@ -1,0 +1,334 @@
+"""Checkpoints: safe reading, key-layout detection (official ResNeSt, timm, torchvision), strict loading, download.
+
+Only ``torch.load(weights_only=True)`` and safetensors are used, so a pickle carrying code is refused before any
+of it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, DownloadError, OutputError, WeightsMismatchError
+from .config import ModelConfig
+
+StateDict = dict[str, torch.Tensor]
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
+_STRIP_PREFIXES = ("module.", "model.", "_orig_mod.")
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_PROTO = b"\x80"  # legacy torch.save and raw pickles start with the PROTO opcode
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A key layout: a name and the regex renames that turn its keys into ours."""
+
+    name: str
+    renames: tuple[tuple[str, str], ...] = ()
+
+    def convert(self, state: StateDict) -> StateDict:
+        """Return ``state`` with every key renamed to our layout."""
+        out: StateDict = {}
+        for key, value in state.items():
+            for pattern, repl in self.renames:
+                key = re.sub(pattern, repl, key)
+            out[key] = value
+        return out
+
+
+# Official ResNeSt, torchvision and timm's ResNet/ResNeSt share our keys; timm's SK blocks wrap convs in
+# ConvNormAct (``conv1.conv``/``conv1.bn``), which we unwrap.
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("official/torchvision/timm"),
+    Layout(
+        "timm",
+        (
+            (r"^(layer\d\.\d+)\.conv(\d)\.conv\.", r"\1.conv\2."),
+            (r"^(layer\d\.\d+)\.conv(\d)\.bn\.", r"\1.bn\2."),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read from disk.
+
+    Attributes:
+        path: The file it came from.
+        sha256: Hex SHA-256 of the file.
+        state: Its tensors, keys still in the file's own layout.
+    """
+
+    path: Path
+    sha256: str
+    state: StateDict
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classifier size, read from ``fc.weight`` in any supported layout."""
+        for key, value in self.state.items():
+            if key.endswith("fc.weight") and value.ndim == 2:
+                return int(value.shape[0])
+        return None
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unwrap(obj: object, path: Path) -> StateDict:
+    """Find the state dict inside a loaded object (bare, or under a wrapper key) and check it holds tensors."""
+    for _ in range(3):
+        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path}: no state dict found (expected tensors, or a dict under 'state_dict'/'model')")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointError(f"{path}: no tensors found in the checkpoint")
+    for prefix in _STRIP_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a .pth/.pt/.safetensors checkpoint safely.
+
+    Args:
+        path: File holding a state dict, or a dict with the state dict under ``state_dict`` or ``model``.
+
+    Returns:
+        The checkpoint with its file hash.
+
+    Raises:
+        CheckpointError: Missing, truncated, not a checkpoint, or a pickle that would run code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise CheckpointError(f"{path}: file is empty")
+    if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+        obj = _read_safetensors(path)
+    elif head.startswith(_ZIP_MAGIC) or head[:1] == _PICKLE_PROTO:
+        obj = _read_torch(path)
+    else:
+        raise CheckpointError(f"{path}: not a PyTorch or safetensors checkpoint (unrecognised file header)")
+    return Checkpoint(path=path, sha256=file_sha256(path), state=_unwrap(obj, path))
+
+
+def _read_safetensors(path: Path) -> StateDict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+
+
+def _read_torch(path: Path) -> object:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols; the error below says enough
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" in text:
+            raise CheckpointError(
+                f"{path}: refused: the pickle holds more than tensors ({_unpickler_reason(text)}); "
+                "only plain tensors are loaded, nothing in the file was run"
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+    except Exception as exc:  # the unpickler raises many types on cut or corrupt files
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(exc)})") from None
+
+
+def _unpickler_reason(text: str) -> str:
+    """The specific cause inside torch's long weights-only error, e.g. ``unsupported GLOBAL posix.system``."""
+    match = re.search(r"GLOBAL ([\w.]+)", text)
+    if match:
+        return f"it references {match.group(1)}"
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    return match.group(1).strip()[:160] if match else "objects other than tensors"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """How a converted checkpoint's keys compare with a model's."""
+
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    wrong_shape: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.wrong_shape)
+
+    @property
+    def mismatches(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.wrong_shape)
+
+    def describe(self, limit: int = 4) -> str:
+        """A one-line summary naming the first few mismatched keys of each kind."""
+
+        def head(items: list[str]) -> str:
+            more = f", … +{len(items) - limit}" if len(items) > limit else ""
+            return ", ".join(items[:limit]) + more
+
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing ({head(list(self.missing))})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected ({head(list(self.unexpected))})")
+        if self.wrong_shape:
+            shapes = [f"{k} {tuple(a)} vs model {tuple(b)}" for k, a, b in self.wrong_shape]
+            parts.append(f"{len(self.wrong_shape)} wrong shape ({head(shapes)})")
+        return "; ".join(parts)
+
+
+def compare_keys(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size]) -> KeyReport:
+    """Compare a state dict with the expected key -> shape map; ``num_batches_tracked`` may be absent."""
+    missing = tuple(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = tuple(k for k in state if k not in expected)
+    wrong = tuple(
+        (k, tuple(state[k].shape), tuple(shape))
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(shape)
+    )
+    return KeyReport(missing, unexpected, wrong)
+
+
+def match_layout(state: StateDict, expected: Mapping[str, torch.Size]) -> tuple[Layout, StateDict, KeyReport]:
+    """Pick the layout whose conversion fits ``expected`` best (an exact fit if there is one)."""
+    candidates = []
+    for layout in LAYOUTS:
+        converted = layout.convert(state)
+        report = compare_keys(converted, expected)
+        if report.ok:
+            return layout, converted, report
+        candidates.append((layout, converted, report))
+    return min(candidates, key=lambda c: c[2].mismatches)
+
+
+def expected_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    """Key -> shape of a model's state dict."""
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def load_into(model: nn.Module, checkpoint: Checkpoint, cfg: ModelConfig, *, guess: Callable[[StateDict], str | None]
+              | None = None) -> str:
+    """Load ``checkpoint`` into ``model`` strictly, detecting its key layout.
+
+    Args:
+        model: Network built from ``cfg``.
+        checkpoint: Checkpoint read by :func:`read_checkpoint`.
+        cfg: The architecture's config, named in errors.
+        guess: Optional function naming the registered arch a mismatching checkpoint fits, for the error.
+
+    Returns:
+        The name of the detected layout.
+
+    Raises:
+        WeightsMismatchError: Missing, unexpected or wrong-shape keys, named in the message.
+    """
+    layout, converted, report = match_layout(checkpoint.state, expected_shapes(model))
+    if not report.ok:
+        hint = guess(checkpoint.state) if guess else None
+        fits = f"; it fits {hint}" if hint else ""
+        raise WeightsMismatchError(
+            f"{checkpoint.path.name} does not fit {cfg.name}{fits}: {report.describe()}"
+        )
+    model.load_state_dict(converted, strict=False)
+    return layout.name
+
+
+ProgressFn = Callable[[int, int | None], None]
+
+
+def download_weights(
+    url: str, sha256_prefix: str, dest_dir: str | os.PathLike[str], *, progress: ProgressFn | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Download a checkpoint to ``dest_dir`` and check its SHA-256 prefix; reuse a good existing copy.
+
+    The file is written to a temporary name in ``dest_dir`` and renamed only after its hash matched, so an
+    interrupted or corrupt download never leaves a file under the final name.
+
+    Args:
+        url: ``https://``, ``http://`` or ``file://`` address; its last path part is the file name.
+        sha256_prefix: Leading hex digits the file's SHA-256 must start with.
+        dest_dir: Folder to store the file in (created if needed).
+        progress: Called with (bytes so far, total bytes or None) as data arrives.
+        timeout: Socket timeout in seconds.
+
+    Returns:
+        Path of the verified file.
+
+    Raises:
+        DownloadError: The transfer failed or the hash did not match.
+        OutputError: ``dest_dir`` cannot be written.
+    """
+    dest = Path(dest_dir)
+    name = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path)).name
+    target = dest / name
+    if target.is_file() and file_sha256(target).startswith(sha256_prefix):
+        return target
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {dest}: {exc.strerror or exc}") from None
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = response.headers.get("Content-Length")
+            total_bytes = int(total) if total and total.isdigit() else None
+            done = 0
+            while block := response.read(1 << 20):
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress:
+                    progress(done, total_bytes)
+        actual = digest.hexdigest()
+        if not actual.startswith(sha256_prefix):
+            raise DownloadError(f"{url}: SHA-256 {actual[:16]}… does not start with {sha256_prefix}; file discarded")
+        os.replace(tmp, target)
+        return target
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DownloadError(f"download of {url} failed: {getattr(exc, 'reason', None) or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
