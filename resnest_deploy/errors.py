@@ -41,7 +41,21 @@ class ArtifactError(ResnestDeployError):
     """An artifact (ONNX file, engine) is missing, unreadable, or breaks the graph contract."""
 
 
-class VerificationError(ResnestDeployError):
-    """An artifact was produced but does not match the eager model within tolerance."""
+class ExportFailedError(ResnestDeployError):
+    """torch's ONNX exporter failed on a model."""
 
     exit_code = 1
+
+
+class VerificationError(ResnestDeployError):
+    """An artifact was produced but breaks its contract or does not match the eager model within tolerance.
+
+    Attributes:
+        details: One line per failed check, printed under the message.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = list(details or [])

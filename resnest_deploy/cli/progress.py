@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 @contextmanager
@@ -20,3 +20,22 @@ def byte_progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextmanager
+def stage_progress(label: str, stages: tuple[str, ...]) -> Iterator[Callable[[str], None]]:
+    """A bar over named stages; yields ``advance(stage_name)``, called as each stage starts."""
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=len(stages))
+        started: list[str] = []
+
+        def advance(stage: str) -> None:
+            if started:
+                bar.advance(task)
+            started.append(stage)
+            bar.update(task, description=f"{label}: {stage}")
+
+        yield advance

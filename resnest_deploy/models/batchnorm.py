@@ -13,10 +13,19 @@ from torch import nn
 
 
 def synthetic_images(batch: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Normalised image-like tensors: smooth low-frequency colour fields plus a little fine noise."""
+    """Normalised image-like tensors, deterministic for a generator state.
+
+    Smooth low-frequency colour fields plus a little fine noise, with a per-image gain and colour shift: like
+    natural photos, images differ in global brightness and colour, so pooled features (and the attention
+    BatchNorms that see them) vary between images. White noise would drive random-init networks far outside
+    the statistics they were re-estimated on.
+    """
     coarse = torch.randn(batch, 3, max(size // 16, 2), max(size // 16, 2), generator=generator)
     smooth = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-    return smooth + 0.25 * torch.randn(batch, 3, size, size, generator=generator)
+    x = smooth + 0.25 * torch.randn(batch, 3, size, size, generator=generator)
+    gain = 0.5 + torch.rand(batch, 1, 1, 1, generator=generator)
+    shift = 0.5 * torch.randn(batch, 3, 1, 1, generator=generator)
+    return x * gain + shift
 
 
 @torch.no_grad()

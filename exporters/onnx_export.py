@@ -1,0 +1,241 @@
+"""PyTorch -> ONNX export with the graph contract checked and ONNX Runtime verification, written atomically.
+
+Exporter path: ``torch.onnx.export(..., dynamo=True)``, the path torch supports from 2.9 on (the TorchScript
+exporter is deprecated there). It traces with ``torch.export`` and its optimizer folds BatchNorm and constants,
+so the graph has no Shape/Gather/Concat chains: 356 nodes for resnest50 where the TorchScript path gives 700+.
+BatchNorm is folded into the convs in PyTorch before tracing (the graph is the same, tracing is much faster);
+verification still compares against the unfolded eager model. The example batch is 2, because
+``torch.export`` specialises a batch of 1 into a constant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+
+from resnest_deploy import __version__
+from resnest_deploy.atomic import atomic_path, ensure_writable_dir
+from resnest_deploy.errors import ConfigError, ExportFailedError, VerificationError
+from resnest_deploy.models import create_model, get_config
+from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.fold import fold_batchnorm
+
+from .graph import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, TWO_GB, InspectReport, inspect_onnx
+from .metadata import ArtifactMeta, meta_for_model, write_manifest, write_metadata
+from .opset import convert_opset
+from .verify import Comparison, compare_with_eager
+
+MIN_IMG_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the classifier
+MAX_DYNAMIC_BATCH = 4096
+EXPORT_STAGES = ("build model", "torch.onnx.export", "finalize graph", "write + check contract", "verify with ONNX Runtime")
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how. See ``resnest-deploy export --help`` for the meaning of each field."""
+
+    arch: str
+    weights: Path | None = None
+    output: Path | None = None
+    opset: int = DEFAULT_OPSET
+    img_size: int | None = None
+    batch: str = "dynamic"
+    dynamic_hw: bool = False
+    verify: bool = True
+    keep_failed: bool = False
+    num_classes: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    """A finished export: the file, its manifest, contract report, verification and time per stage."""
+
+    path: Path
+    manifest: Path
+    meta: ArtifactMeta
+    report: InspectReport
+    comparisons: list[Comparison]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def default_output(arch: str) -> Path:
+    """``artifacts/<arch>/<arch>.onnx``."""
+    return Path("artifacts") / arch / f"{arch}.onnx"
+
+
+def _validate(options: ExportOptions) -> tuple[int, int | None]:
+    """Check options before any slow work; returns (image size, fixed batch or None)."""
+    max_opset = onnx.defs.onnx_opset_version()
+    if options.opset < MIN_OPSET:
+        raise ConfigError(
+            f"--opset {options.opset} refused: before opset 13 Softmax flattens its input to 2-D around the axis, "
+            f"which changes rSoftMax's result; use {MIN_OPSET}..{max_opset} (default {DEFAULT_OPSET})"
+        )
+    if options.opset > max_opset:
+        raise ConfigError(f"--opset {options.opset} is newer than the installed onnx supports ({max_opset})")
+    cfg = get_config(options.arch)
+    size = cfg.input.size if options.img_size is None else options.img_size
+    if size < MIN_IMG_SIZE:
+        raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {size}")
+    if options.batch == "dynamic":
+        return size, None
+    try:
+        batch = int(options.batch)
+    except ValueError:
+        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {options.batch!r}") from None
+    if batch < 1:
+        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {batch}")
+    return size, batch
+
+
+def _torch_export(model: torch.nn.Module, size: int, batch: int | None, opset: int) -> onnx.ModelProto:
+    example = synthetic_images(batch or 2, size, torch.Generator().manual_seed(0))
+    dynamic_shapes = None
+    if batch is None:
+        dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)}}
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (example,), None, dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic_shapes, opset_version=max(opset, DEFAULT_OPSET), optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise ExportFailedError(f"torch.onnx.export failed: {lines[0][:300] if lines else type(exc).__name__}") from exc
+    return program.model_proto
+
+
+def _finalize(proto: onnx.ModelProto, meta: ArtifactMeta, *, dynamic: bool, dynamic_hw: bool) -> onnx.ModelProto:
+    """Name the dynamic axes, drop exporter-only annotations, set the opset and store the metadata."""
+    graph = proto.graph
+    if dynamic:
+        symbol = graph.input[0].type.tensor_type.shape.dim[0].dim_param
+        for value in (*graph.input, *graph.output, *graph.value_info):
+            for dim in value.type.tensor_type.shape.dim:
+                if symbol and dim.dim_param == symbol:
+                    dim.dim_param = "batch"
+    if dynamic_hw:
+        dims = graph.input[0].type.tensor_type.shape.dim
+        for index, name in ((2, "height"), (3, "width")):
+            dims[index].Clear()
+            dims[index].dim_param = name
+        del graph.value_info[:]
+    # Stack traces and exporter annotations carry local paths and change from run to run.
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        del value.metadata_props[:]
+    del proto.metadata_props[:]
+    proto = convert_opset(proto, meta.opset)
+    proto.producer_name = "resnest-deploy"
+    proto.producer_version = __version__
+    graph = proto.graph
+    graph.name = meta.arch
+    write_metadata(proto, meta)
+    return proto
+
+
+def _save(proto: onnx.ModelProto, path: Path, final_name: str) -> None:
+    data_bytes = sum(t.ByteSize() for t in proto.graph.initializer)
+    if data_bytes > TWO_GB:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=f"{final_name}.data", size_threshold=1024)
+    else:
+        onnx.save_model(proto, str(path))
+
+
+def verification_cases(size: int, batch: int | None) -> list[tuple[int, int]]:
+    """(batch, size) pairs: batch 1 and 3 (or the fixed batch) at the export size, and one at size + 1.
+
+    The size + 1 case makes some feature maps odd, where ceil_mode average pooling with
+    count_include_pad=False (ResNeSt's avg-down shortcut) is known to differ between runtimes.
+    """
+    if batch is None:
+        return [(1, size), (3, size), (1, size + 1)]
+    return [(batch, size), (batch, size + 1)]
+
+
+def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -> ExportResult:
+    """Export an architecture to ONNX, check the graph contract, verify against eager, and write atomically.
+
+    Args:
+        options: What to export.
+        progress: Called with each stage's name (see ``EXPORT_STAGES``) as it starts.
+
+    Returns:
+        The result, with the file at ``result.path`` and its manifest beside it.
+
+    Raises:
+        ConfigError: Invalid options (opset < 13, image size < 32, bad batch).
+        OutputError: The output folder cannot be written.
+        UnknownArchError, CheckpointError, WeightsMismatchError: From building the model.
+        ExportFailedError: torch's exporter failed.
+        VerificationError: The contract or the ONNX Runtime comparison failed; nothing is left at the target
+            (with ``keep_failed``, the file is kept as ``*.failed.onnx``).
+    """
+    size, batch = _validate(options)
+    output = Path(options.output) if options.output else default_output(options.arch)
+    if output.is_dir():
+        output = output / f"{options.arch}.onnx"
+    ensure_writable_dir(output.parent)
+    timings: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        timings[name] = time.perf_counter()
+        if progress:
+            progress(name)
+
+    stage(EXPORT_STAGES[0])
+    model = create_model(options.arch, weights=options.weights, num_classes=options.num_classes, seed=options.seed)
+    stage(EXPORT_STAGES[1])
+    proto = _torch_export(fold_batchnorm(model), size, batch, options.opset)
+    stage(EXPORT_STAGES[2])
+    meta = meta_for_model(model, size=size, opset=options.opset, batch="dynamic" if batch is None else str(batch),
+                          dynamic_hw=options.dynamic_hw)
+    proto = _finalize(proto, meta, dynamic=batch is None, dynamic_hw=options.dynamic_hw)
+    stage(EXPORT_STAGES[3])
+    with atomic_path(output) as tmp:
+        _save(proto, tmp, output.name)
+        report = inspect_onnx(tmp, model=proto)
+        comparisons: list[Comparison] = []
+        if options.verify:
+            stage(EXPORT_STAGES[4])
+            comparisons = compare_with_eager(model, proto, cases=verification_cases(size, batch), seed=options.seed)
+        problems = [f"contract: {c.name}: {c.detail}" for c in report.failures]
+        problems += [f"verify: {c.label}: max-abs {c.max_abs:.3g} > {c.tolerance:.3g}" for c in comparisons
+                     if not c.passed]
+        if problems:
+            kept = ""
+            if options.keep_failed:
+                failed = output.with_name(output.stem + ".failed.onnx")
+                os.replace(tmp, failed)
+                kept = f"; kept as {failed}"
+            raise VerificationError(f"export of {options.arch} failed its checks{kept}", details=problems)
+    timings = _durations(timings)
+    manifest = write_manifest(
+        output, meta, graph={"nodes": report.node_count, "ops": report.op_histogram, "bytes": report.size_bytes},
+        checks=[c.__dict__ for c in report.checks], verification=[c.to_dict() for c in comparisons],
+        timings_s=timings,
+    )
+    return ExportResult(output, manifest, meta, report, comparisons, timings)
+
+
+def _durations(starts: dict[str, float]) -> dict[str, float]:
+    names = list(starts)
+    ends = [starts[n] for n in names[1:]] + [time.perf_counter()]
+    return {name: round(end - starts[name], 3) for name, end in zip(names, ends)}

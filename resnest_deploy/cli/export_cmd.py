@@ -1,0 +1,84 @@
+"""`resnest-deploy export` and `resnest-deploy inspect`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .progress import stage_progress
+from .render import print_checks, print_table
+
+
+def export(
+    arch: Annotated[str, typer.Option("--arch", help="Registered architecture, e.g. resnest50.")],
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint (.pth/.pt/.safetensors); default: random init "
+                                                       "with BatchNorm re-estimated.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Target .onnx path [default: artifacts/<arch>/<arch>.onnx].")]
+    = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = 18,
+    img_size: Annotated[int | None, typer.Option(help="Square input size [default: the arch's native size].")]
+    = None,
+    batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
+    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Also make height and width dynamic.")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare with eager on ONNX Runtime.")]
+    = True,
+    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep a failing export as *.failed.onnx.")]
+    = False,
+    num_classes: Annotated[int | None, typer.Option(help="Classifier size [default: the checkpoint's].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of random init and verification inputs.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Export an architecture to a verified, dynamic-batch ONNX file (atomic write, manifest beside it)."""
+    from exporters.onnx_export import EXPORT_STAGES, ExportOptions, export_onnx
+
+    options = ExportOptions(
+        arch=arch, weights=weights, output=output, opset=opset, img_size=img_size, batch=batch,
+        dynamic_hw=dynamic_hw, verify=verify, keep_failed=keep_failed, num_classes=num_classes, seed=seed,
+    )
+    with stage_progress(f"exporting {arch}", EXPORT_STAGES) as advance:
+        result = export_onnx(options, progress=advance)
+    if as_json:
+        typer.echo(result.manifest.read_text())
+        return
+    print_checks(f"graph contract: {result.path}", result.report.checks)
+    if result.comparisons:
+        print_table(
+            "verification vs eager (ONNX Runtime CPU)", ("case", "max-abs", "tolerance", "verdict"),
+            [(c.label, f"{c.max_abs:.2e}", f"{c.tolerance:.2e}", "pass" if c.passed else "FAIL")
+             for c in result.comparisons],
+        )
+    print_table("time (s)", ("stage", "seconds"), [(k, f"{v:.1f}") for k, v in result.timings.items()])
+    typer.echo(f"wrote {result.path} and {result.manifest} (weights: {result.meta.weights})")
+
+
+def inspect(
+    model: Annotated[Path, typer.Argument(help="ONNX file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show an ONNX file's inputs/outputs, op histogram and graph-contract verdicts (exit 1 if any fails)."""
+    from exporters.graph import inspect_onnx
+
+    report = inspect_onnx(model)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        rows = [("input", t.name, t.dtype, str(list(t.shape)), str(t.dynamic_axes or "-")) for t in report.inputs]
+        rows += [("output", t.name, t.dtype, str(list(t.shape)), str(t.dynamic_axes or "-")) for t in report.outputs]
+        print_table(f"{model} (opset {report.opset}, {report.node_count} nodes, {report.size_bytes / 1e6:.1f} MB)",
+                    ("", "name", "type", "shape", "dynamic axes"), rows)
+        print_table("ops", ("op", "count"), [(k, str(v)) for k, v in report.op_histogram.items()])
+        if report.meta:
+            m = report.meta
+            typer.echo(f"arch {m.arch}, precision {m.precision}, input {m.input.size}px "
+                       f"{m.input.interpolation}, weights: {m.weights}")
+        print_checks("graph contract", report.checks)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", rich_help_panel="Artifacts")(export)
+    app.command("inspect", rich_help_panel="Artifacts")(inspect)
