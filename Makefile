@@ -21,11 +21,14 @@ $(BIN)/.installed: pyproject.toml Makefile
 
 install: $(BIN)/.installed
 
+# Main job on the CPU: export resnest50 (graph contract + ONNX Runtime verification), then inspect the file.
 run: install
-	$(BIN)/resnest-deploy models
+	$(BIN)/resnest-deploy export --arch $(ARCH) --output runs/$(ARCH)/$(ARCH).onnx
+	$(BIN)/resnest-deploy inspect runs/$(ARCH)/$(ARCH).onnx
 
+# Two workers: the suite is dominated by single-threaded export tracing.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) artifacts runs .pytest_cache
