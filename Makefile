@@ -21,14 +21,20 @@ $(BIN)/.installed: pyproject.toml Makefile
 
 install: $(BIN)/.installed
 
-# Main job on the CPU: export resnest50 (graph contract + ONNX Runtime verification), then inspect the file.
+RUN := runs/$(ARCH)
+# Main job on the CPU, in one run folder: export resnest50 (graph contract + ONNX Runtime verification), inspect,
+# parity against eager, latency (eager vs ONNX Runtime, interleaved), and the report page runs/<arch>/report.html.
 run: install
-	$(BIN)/resnest-deploy export --arch $(ARCH) --output runs/$(ARCH)/$(ARCH).onnx
-	$(BIN)/resnest-deploy inspect runs/$(ARCH)/$(ARCH).onnx
+	$(BIN)/resnest-deploy export --arch $(ARCH) --output $(RUN)/$(ARCH).onnx
+	$(BIN)/resnest-deploy inspect $(RUN)/$(ARCH).onnx
+	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).onnx --samples 32 --report $(RUN)/$(ARCH).parity.json
+	$(BIN)/resnest-deploy bench $(RUN)/$(ARCH).onnx --batch 1,8 --iters 10 --report $(RUN)/$(ARCH).bench.json
+	$(BIN)/resnest-deploy report $(RUN)
 
-# Two workers: the suite is dominated by single-threaded export tracing.
+# Two workers with one compute thread each (2 cores; the suite is dominated by single-threaded export tracing);
+# tests of one exported arch share a worker and its export.
 test: install
-	$(BIN)/python -m pytest -q -n 2
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) artifacts runs .pytest_cache

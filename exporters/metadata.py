@@ -30,6 +30,7 @@ class ArtifactMeta:
         input: Eval input settings (size is the exported spatial size).
         weights: One-line weights description (file and hash, or random-init with seed).
         weights_sha256: Checkpoint SHA-256, if a checkpoint was used.
+        seed: Seed of the random init and BatchNorm re-estimation, when no checkpoint was used.
         precision: ``fp32``, ``fp16`` or ``int8``.
         opset: ONNX default-domain opset.
         batch: ``dynamic`` or the fixed batch size.
@@ -43,6 +44,7 @@ class ArtifactMeta:
     input: InputConfig
     weights: str
     weights_sha256: str | None = None
+    seed: int | None = None
     precision: str = "fp32"
     opset: int = 18
     batch: str = "dynamic"
@@ -112,7 +114,7 @@ def meta_for_model(model: Any, *, size: int, opset: int, batch: str, dynamic_hw:
     info = model.weights_info
     return ArtifactMeta(
         arch=cfg.name, num_classes=cfg.num_classes, input=inputs, weights=info.description,
-        weights_sha256=info.sha256, opset=opset, batch=batch, dynamic_hw=dynamic_hw,
+        weights_sha256=info.sha256, seed=info.seed, opset=opset, batch=batch, dynamic_hw=dynamic_hw,
         versions=library_versions("onnxscript", "onnxruntime"),
     )
 

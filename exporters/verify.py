@@ -6,7 +6,6 @@ The tolerance is relative to the logits' scale: max-abs <= 1e-4 * max(1, max|log
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,11 +54,11 @@ def with_dynamic_hw(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def cpu_session(model: onnx.ModelProto, threads: int | None = None):
-    """An ONNX Runtime CPU session for an in-memory model."""
+    """An ONNX Runtime CPU session for an in-memory model, with torch's thread count unless told otherwise."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
@@ -77,7 +76,7 @@ def compare_with_eager(
         model: The exported graph.
         cases: (batch, size) pairs.
         seed: Seed of the synthetic inputs.
-        threads: ONNX Runtime intra-op threads (default: all cores).
+        threads: ONNX Runtime intra-op threads (default: torch's, so both sides use the same count).
 
     Returns:
         One :class:`Comparison` per case.

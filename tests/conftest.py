@@ -52,3 +52,55 @@ def assert_one_line_error(result: CliResult, *fragments: str, code: int = 2) -> 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def write_test_images(folder: Path, *, classes: int = 2, per_class: int = 3, corrupt: bool = True) -> Path:
+    """Write a small class-per-subfolder tree of real image files (PNG, JPEG, WebP, BMP, TIFF) made with Pillow.
+
+    Includes the awkward modes users meet (grayscale, RGBA, palette, CMYK, 16-bit) and, when ``corrupt``, a
+    truncated JPEG and a text file named .png, which must be skipped.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    kinds = [("png", "RGB"), ("jpg", "L"), ("webp", "RGBA"), ("bmp", "P"), ("tiff", "CMYK"), ("png", "I;16")]
+    for c in range(classes):
+        sub = folder / f"class_{c}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            ext, mode = kinds[(c * per_class + i) % len(kinds)]
+            h, w = int(rng.integers(40, 90)), int(rng.integers(40, 90))
+            base = rng.integers(0, 256, size=(h // 8 + 1, w // 8 + 1, 3)).astype(np.uint8)
+            rgb = Image.fromarray(base).resize((w, h), Image.Resampling.BILINEAR)
+            if mode == "I;16":
+                gray = np.asarray(rgb.convert("L"), dtype=np.uint16) * 257
+                img = Image.fromarray(gray)
+            elif mode == "P":
+                img = rgb.convert("P")
+            else:
+                img = rgb.convert(mode)
+            img.save(sub / f"img_{i}.{ext}")
+    if corrupt:
+        good = next(folder.rglob("*.png")).read_bytes()
+        (folder / "class_0" / "truncated.png").write_bytes(good[: len(good) // 3])
+        (folder / "class_0" / "notes.png").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def export_cache(tmp_path_factory):
+    """Export an arch once per test worker and size; tests share the file (they must not modify it)."""
+    from exporters.onnx_export import ExportOptions, export_onnx
+
+    root = tmp_path_factory.mktemp("exports")
+    cache: dict = {}
+
+    def get(arch: str, size: int | None = None, **options):
+        key = (arch, size, tuple(sorted(options.items())))
+        if key not in cache:
+            name = f"{arch}-{size or 'native'}-{len(cache)}.onnx"
+            cache[key] = export_onnx(ExportOptions(arch=arch, output=root / name, img_size=size, **options))
+        return cache[key]
+
+    return get

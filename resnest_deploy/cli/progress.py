@@ -39,3 +39,33 @@ def stage_progress(label: str, stages: tuple[str, ...]) -> Iterator[Callable[[st
             bar.update(task, description=f"{label}: {stage}")
 
         yield advance
+
+
+@contextmanager
+def count_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar over items; yields ``update(done, total)``."""
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def phase_progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A bar that restarts for each phase (e.g. warm-up, measure); yields ``update(phase, done, total)``."""
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{label}: {phase}", completed=done, total=total)
+
+        yield update

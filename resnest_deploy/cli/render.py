@@ -27,5 +27,6 @@ def print_checks(title: str, checks: Iterable) -> None:
     table.add_column("verdict")
     table.add_column("detail")
     for c in checks:
-        table.add_row(c.name, "[green]pass[/]" if c.passed else "[bold red]FAIL[/]", c.detail)
+        mark = "-" if c.passed is None else ("[green]pass[/]" if c.passed else "[bold red]FAIL[/]")
+        table.add_row(c.name, mark, c.detail)
     _console.print(table)

@@ -31,9 +31,9 @@ def _run(path, x):
     return session.run(["logits"], {"input": x})[0]
 
 
-@pytest.mark.parametrize("arch", list_models())
-def test_every_arch_exports_and_verifies(tmp_path, arch):
-    result = export_onnx(ExportOptions(arch=arch, output=tmp_path / f"{arch}.onnx", img_size=SMALL))
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.xdist_group(a)) for a in list_models()])
+def test_every_arch_exports_and_verifies(export_cache, arch):
+    result = export_cache(arch, SMALL)
     assert result.report.ok, [c for c in result.report.failures]
     assert [c.label for c in result.comparisons] == [f"batch 1 @ {SMALL}", f"batch 3 @ {SMALL}",
                                                      f"batch 1 @ {SMALL + 1}"]
@@ -46,9 +46,10 @@ def test_every_arch_exports_and_verifies(tmp_path, arch):
         assert histogram["Softmax"] == histogram["Transpose"] == sum(cfg.layers)
 
 
-def test_resnest50_native_size_graph_and_metadata(tmp_path):
-    path = tmp_path / "r50.onnx"
-    result = export_onnx(ExportOptions(arch="resnest50", output=path))
+@pytest.mark.xdist_group("resnest50-native")
+def test_resnest50_native_size_graph_and_metadata(export_cache):
+    result = export_cache("resnest50")
+    path = result.path
     model = load_onnx(path)
     assert default_opset(model) >= 17
     graph_input, graph_output = model.graph.input[0], model.graph.output[0]

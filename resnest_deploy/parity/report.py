@@ -1,0 +1,65 @@
+"""Parity reports: JSON for machines (schema in docs/parity.md) and Markdown for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic import write_text_atomic
+from .engine import ParityResult
+
+
+def default_report_path(artifact: str | Path) -> Path:
+    """``<artifact>.parity.json`` beside the artifact."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".parity.json")
+
+
+def render_markdown(result: ParityResult) -> str:
+    """A readable summary: verdicts, metrics, accuracy, flips, skipped files and localisation."""
+    verdict = "PASS" if result.passed else "FAIL"
+    lines = [
+        f"# Parity: {Path(result.artifact).name} — {verdict}", "",
+        f"- architecture: `{result.arch}`, precision: {result.precision}, runner: {result.runner}",
+        f"- weights: {result.weights}",
+        f"- inputs: {result.inputs}", "",
+        "| metric | value | limit | verdict |", "| --- | ---: | ---: | --- |",
+    ]
+    judged = {v.metric: v for v in result.verdicts}
+    for name, value in result.metrics.to_dict().items():
+        v = judged.get(name)
+        limit = "" if v is None else f"{v.limit:.6g}"
+        mark = "" if v is None else ("pass" if v.passed else "**FAIL**")
+        lines.append(f"| {name} | {value:.6g} | {limit} | {mark} |")
+    if result.accuracy:
+        acc = result.accuracy
+        lines += ["", f"## Accuracy ({acc['samples']} labelled images, {acc['mapping']})", "",
+                  "| | top-1 | top-5 |", "| --- | ---: | ---: |",
+                  f"| eager | {acc['eager_top1']:.2%} | {acc['eager_top5']:.2%} |",
+                  f"| artifact | {acc['artifact_top1']:.2%} | {acc['artifact_top5']:.2%} |",
+                  f"| change | {acc['top1_change'] * 100:+.2f} pt | {acc['top5_change'] * 100:+.2f} pt |"]
+    lines += ["", f"## Class flips ({len(result.flips)})", ""]
+    lines += [f"- `{f.sample}`: eager {f.eager} -> artifact {f.artifact}" for f in result.flips[:50]] or ["none"]
+    if len(result.flips) > 50:
+        lines.append(f"- … {len(result.flips) - 50} more in the JSON report")
+    if result.skipped:
+        lines += ["", f"## Skipped files ({len(result.skipped)})", ""]
+        lines += [f"- `{p}`: {r}" for p, r in result.skipped]
+    if result.localization:
+        loc = result.localization
+        lines += ["", "## Localisation", "", f"First stage over tolerance: **{loc.first_bad or 'none'}**; largest "
+                  f"jump in error at **{loc.largest_jump}**.", "", "| stage | max abs | relative | verdict |",
+                  "| --- | ---: | ---: | --- |"]
+        lines += [f"| {s.stage} | {s.max_abs:.3g} | {s.rel:.3g} | {'pass' if s.passed else 'FAIL'} |"
+                  for s in loc.stages]
+    if result.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(result: ParityResult, json_path: Path) -> tuple[Path, Path]:
+    """Write ``json_path`` and the Markdown beside it (``.md``), atomically."""
+    md_path = json_path.with_suffix(".md")
+    write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    write_text_atomic(md_path, render_markdown(result))
+    return json_path, md_path

@@ -1,0 +1,47 @@
+"""`bench` on real exports: every field of the JSON, ratios, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import assert_one_line_error
+
+SMALL = 64
+
+
+@pytest.mark.xdist_group("resnet18")
+def test_bench_writes_every_field(export_cache, cli, tmp_path):
+    artifact = export_cache("resnet18", SMALL).path
+    report = tmp_path / "b.bench.json"
+    result = cli("bench", str(artifact), "--batch", "1,2", "--iters", "3", "--warmup", "1", "--threads", "2",
+                 "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["schema"] == "resnest-deploy/bench/1" and data["arch"] == "resnet18"
+    assert data["weights"] == "random-init+bn-reestimated(seed=0)"
+    env = data["environment"]
+    assert env["threads"] == 2 and env["cores"] >= 1 and env["cpu"] and env["torch"] and env["onnxruntime"]
+    assert data["peak_rss_mb"] > 0
+    rows = data["rows"]
+    assert sorted((r["backend"], r["batch"]) for r in rows) == [("eager", 1), ("eager", 2), ("ort", 1), ("ort", 2)]
+    for r in rows:
+        assert r["iters"] == 3
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["mean_ms"] > 0 and r["std_ms"] >= 0 and r["throughput_ips"] > 0
+        expected = 1.0 if r["backend"] == "eager" else r["p50_ms"] / next(
+            e["p50_ms"] for e in rows if e["backend"] == "eager" and e["batch"] == r["batch"])
+        assert r["ratio_vs_eager"] == pytest.approx(expected)
+    assert "onnxruntime[CPUExecutionProvider]" in next(r["name"] for r in rows if r["backend"] == "ort")
+    assert report.with_suffix(".md").read_text().startswith("# Latency")
+
+
+@pytest.mark.xdist_group("resnet18")
+def test_bench_bad_input(export_cache, cli):
+    artifact = str(export_cache("resnet18", SMALL).path)
+    assert_one_line_error(cli("bench", artifact, "--backends", "eager,tvm"), "unknown backend tvm")
+    assert_one_line_error(cli("bench", artifact, "--arch", "resnest50"), "exported from resnet18")
+    assert_one_line_error(cli("bench", artifact, "--batch", "0"), "--batch")
+    assert_one_line_error(cli("bench", artifact, "--batch", "one"), "--batch")
+    assert_one_line_error(cli("bench", artifact, "--backends", "trt"), "no CUDA device")

@@ -1,0 +1,58 @@
+"""The runner interface: input checks, provider reporting, artifact dispatch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resnest_deploy.errors import ArtifactError, ConfigError
+from resnest_deploy.models import create_model
+from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.runners import OrtRunner, TorchRunner, open_artifact_runner
+from resnest_deploy.runners.base import InputMismatchError
+from resnest_deploy.runners.ort_runner import resolve_providers
+
+
+@pytest.mark.xdist_group("resnet18")
+def test_torch_and_ort_runners_agree_and_check_inputs(export_cache):
+    exported = export_cache("resnet18", 64)
+    import torch
+
+    x = synthetic_images(2, 64, torch.Generator().manual_seed(0)).numpy()
+    with TorchRunner(create_model("resnet18"), size=64) as eager, OrtRunner(exported.path) as ort_runner:
+        assert ort_runner.used_provider == "CPUExecutionProvider"
+        assert ort_runner.name == "onnxruntime[CPUExecutionProvider]"
+        a = eager.infer({"input": x})["logits"]
+        b = ort_runner.infer({"input": x})["logits"]
+        assert np.abs(a - b).max() <= 1e-4 * max(1, np.abs(a).max())
+        for runner in (eager, ort_runner):
+            with pytest.raises(InputMismatchError, match="expected"):
+                runner.infer({"image": x})
+            with pytest.raises(InputMismatchError, match="float64"):
+                runner.infer({"input": x.astype(np.float64)})
+            with pytest.raises(InputMismatchError, match="shape"):
+                runner.infer({"input": x[:, :, :32, :32]})
+
+
+def test_provider_resolution():
+    available = ["CPUExecutionProvider"]
+    assert resolve_providers("auto", available) == ["CPUExecutionProvider"]
+    assert resolve_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(ConfigError, match="not in this onnxruntime build"):
+        resolve_providers("cuda", available)
+    with pytest.raises(ConfigError, match="unknown provider"):
+        resolve_providers("gpu", available)
+
+
+def test_artifact_dispatch(tmp_path):
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 16)
+    with pytest.raises(ArtifactError, match="TensorRT"):
+        open_artifact_runner(engine)
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="not an ONNX model or TensorRT engine"):
+        open_artifact_runner(other)
+    with pytest.raises(ArtifactError, match="no such"):
+        open_artifact_runner(tmp_path / "missing.onnx")
