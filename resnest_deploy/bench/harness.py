@@ -145,7 +145,8 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
         runner.__enter__()
         fixed = tensor_info(proto.graph.input[0]).shape[0]
         precision = meta.precision if meta else "fp32"
-        loaded.append(_Loaded(f"{runner.name} {precision} ({path.name})", "ort", precision, runner,
+        label = runner.name.replace("ExecutionProvider", "")
+        loaded.append(_Loaded(f"{label} {precision} ({path.name})", "ort", precision, runner,
                               fixed if isinstance(fixed, int) else None, _rss_mb() - before))
     if "eager" in options.backends:
         before = _rss_mb()

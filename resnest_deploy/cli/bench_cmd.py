@@ -40,8 +40,8 @@ def bench(
     env = result.environment
     typer.echo(f"{result.arch} @ {result.input_size}px, weights: {result.weights}; {env['cpu']}, "
                f"{env['threads']} threads")
-    print_table("latency (interleaved, ms)", ("batch / contender", "p50", "p90", "p99", "img/s", "vs eager"), [
-        (f"{r['batch']} {r['name']}", f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}",
+    print_table("latency (interleaved, ms)", ("contender", "batch", "p50", "p90", "p99", "img/s", "vs eager"), [
+        (r["name"], str(r["batch"]), f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}",
          f"{r['throughput_ips']:.1f}", f"{r['ratio_vs_eager']:.2f}x" if r["ratio_vs_eager"] else "")
         for r in result.rows
     ])

@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,16 +102,20 @@ def _parity_plot(parity: list[dict[str, Any]]) -> str | None:
     return encoded
 
 
+def _align(cell: str) -> str:
+    """Numbers right, text left."""
+    return "n" if re.fullmatch(r"[-+\d.,e%x ]+(s|ms)?", cell.strip()) else "t"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td class='{_align(c)}'>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}table{border-collapse:collapse;margin:.5rem 0}
-td,th{border:1px solid #ddd;padding:.3rem .6rem;font-size:.85rem;text-align:right}
-td:first-child,th:first-child{text-align:left}.pass{color:#2e7d32;font-weight:600}
+td,th{border:1px solid #ddd;padding:.3rem .6rem;font-size:.85rem;text-align:left}td.n{text-align:right}.pass{color:#2e7d32;font-weight:600}
 .fail{color:#c62828;font-weight:600}img{max-width:100%;border:1px solid #eee}.meta{color:#555;font-size:.85rem}"""
 
 

@@ -33,7 +33,7 @@ def test_bench_writes_every_field(export_cache, cli, tmp_path):
         expected = 1.0 if r["backend"] == "eager" else r["p50_ms"] / next(
             e["p50_ms"] for e in rows if e["backend"] == "eager" and e["batch"] == r["batch"])
         assert r["ratio_vs_eager"] == pytest.approx(expected)
-    assert "onnxruntime[CPUExecutionProvider]" in next(r["name"] for r in rows if r["backend"] == "ort")
+    assert "onnxruntime[CPU] fp32" in next(r["name"] for r in rows if r["backend"] == "ort")
     assert report.with_suffix(".md").read_text().startswith("# Latency")
 
 
