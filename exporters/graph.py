@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from resnest_deploy.errors import ArtifactError
+from resnest_deploy.errors import ArtifactError, ConfigError
 from resnest_deploy.models import get_config
 from resnest_deploy.models.registry import list_models
 
@@ -307,9 +306,23 @@ def _checker(path: Path, full_check: bool) -> Check:
     return Check("onnx.checker full check", True, "passed")
 
 
-def array_of(model: onnx.ModelProto, name: str) -> np.ndarray | None:
-    """The value of an initializer by name, or None."""
-    for init in model.graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    return None
+def check_fits(model: onnx.ModelProto, *, num_classes: int, size: int, what: str) -> None:
+    """Check that a graph takes one [N,3,size,size] image tensor and returns [N,num_classes] logits.
+
+    Dynamic axes fit anything. ``what`` names the model in the error (e.g. the architecture).
+
+    Raises:
+        ConfigError: The graph's inputs or outputs do not fit.
+    """
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [tensor_info(v) for v in model.graph.input if v.name not in initializers]
+    outputs = [tensor_info(v) for v in model.graph.output]
+    out_shape = outputs[0].shape if len(outputs) == 1 else ()
+    if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != num_classes):
+        raise ConfigError(f"{what} has {num_classes} classes but the artifact outputs "
+                          f"{[list(o.shape) for o in outputs]}")
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+        raise ConfigError(f"the artifact's input {[list(i.shape) for i in inputs]} is not one [N,3,H,W] image tensor")
+    height = inputs[0].shape[2]
+    if isinstance(height, int) and height != size:
+        raise ConfigError(f"the artifact takes {height}px inputs but {what} is evaluated at {size}px")

@@ -53,14 +53,18 @@ def with_dynamic_hw(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def cpu_session(model: onnx.ModelProto, threads: int | None = None):
-    """An ONNX Runtime CPU session for an in-memory model, with torch's thread count unless told otherwise."""
+def ort_session(model: onnx.ModelProto | str, *, providers: list[str] | None = None, threads: int | None = None):
+    """An ONNX Runtime session for a ModelProto or a file path, with torch's thread count unless told otherwise.
+
+    The one place sessions are made, so verification, parity and latency use the same settings.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
 
 
 def compare_with_eager(
@@ -89,7 +93,7 @@ def compare_with_eager(
     for batch, size in cases:
         key = size == static_hw
         if key not in sessions:
-            sessions[key] = cpu_session(model if key else with_dynamic_hw(model), threads)
+            sessions[key] = ort_session(model if key else with_dynamic_hw(model), threads=threads)
         x = synthetic_images(batch, size, generator)
         with torch.no_grad():
             expected = eager(x).numpy()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from exporters.graph import load_onnx, tensor_info
+from exporters.graph import check_fits, load_onnx, tensor_info
 from exporters.metadata import ArtifactMeta, read_metadata
 
 from ..atomic import write_text_atomic
@@ -139,7 +139,7 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
     for path, meta, proto in metas:
         if meta and meta.arch != arch:
             raise ConfigError(f"{path.name} was exported from {meta.arch}, not {arch}")
-        _check_fits(path, proto, model.config.num_classes, size)
+        check_fits(proto, num_classes=model.config.num_classes, size=size, what=f"{arch} ({path.name})")
         before = _rss_mb()
         runner = open_artifact_runner(path, provider="auto", threads=threads)
         runner.__enter__()
@@ -188,15 +188,6 @@ def _runner_call(runner: Runner, x: np.ndarray) -> Callable[[], Any]:
     name = runner.input_specs[0].name
     feed = {name: x}
     return lambda: runner.infer(feed)
-
-
-def _check_fits(path: Path, proto: Any, classes: int, size: int) -> None:
-    inputs = tensor_info(proto.graph.input[0]).shape
-    outputs = tensor_info(proto.graph.output[0]).shape
-    if len(outputs) != 2 or (isinstance(outputs[1], int) and outputs[1] != classes):
-        raise ConfigError(f"{path.name} outputs {list(outputs)}, which does not fit a {classes}-class model")
-    if len(inputs) != 4 or (isinstance(inputs[2], int) and inputs[2] != size):
-        raise ConfigError(f"{path.name} takes {list(inputs)} inputs, which does not fit {size}px")
 
 
 def default_report_path(first_artifact: Path | None, arch: str) -> Path:

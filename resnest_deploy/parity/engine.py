@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from calibration.images import ImageSet, find_images, iter_batches
-from exporters.graph import load_onnx, tensor_info
+from exporters.graph import check_fits, load_onnx
 from exporters.metadata import ArtifactMeta, read_metadata
 
 from ..errors import ConfigError, WeightsMismatchError
@@ -120,20 +120,6 @@ def _eager_model(options: ParityOptions, arch: str, meta: ArtifactMeta | None) -
     return create_model(arch, weights=options.weights, num_classes=classes, seed=seed)
 
 
-def _check_shapes(proto, model: torch.nn.Module, size: int, arch: str) -> None:
-    inputs = [tensor_info(v) for v in proto.graph.input if v.name not in {i.name for i in proto.graph.initializer}]
-    outputs = [tensor_info(v) for v in proto.graph.output]
-    classes = model.config.num_classes
-    out_shape = outputs[0].shape if len(outputs) == 1 else ()
-    if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != classes):
-        raise ConfigError(f"{arch} has {classes} classes but the artifact outputs {[list(o.shape) for o in outputs]}")
-    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
-        raise ConfigError(f"the artifact's input {[list(i.shape) for i in inputs]} is not one [N,3,H,W] image tensor")
-    height = inputs[0].shape[2]
-    if isinstance(height, int) and height != size:
-        raise ConfigError(f"the artifact takes {height}px inputs but {arch} is evaluated at {size}px")
-
-
 def _class_mapping(images: ImageSet, num_classes: int, index_file: Path | None) -> tuple[dict[str, int] | None, str]:
     """Folder name -> class index, and how it was decided (or why accuracy is not reported)."""
     if index_file is not None:
@@ -209,7 +195,7 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
     arch = _resolve_arch(options, meta)
     cfg = meta.input if meta else get_config(arch).input
     model = options.model if options.model is not None else _eager_model(options, arch, meta)
-    _check_shapes(proto, model, cfg.size, arch)
+    check_fits(proto, num_classes=model.config.num_classes, size=cfg.size, what=arch)
     precision = meta.precision if meta else "fp32"
     tolerances = PRESETS[precision].with_overrides(options.tolerances)
     batches, total, described, images, skipped = _batches(options, cfg)

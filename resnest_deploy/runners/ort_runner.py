@@ -59,13 +59,12 @@ class OrtRunner(Runner):
     def activate(self) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.log_severity_level = 3
+        from exporters.verify import ort_session
+
         providers = resolve_providers(self.provider, ort.get_available_providers())
-        source = str(self.model) if isinstance(self.model, (str, Path)) else self.model.SerializeToString()
+        source = str(self.model) if isinstance(self.model, (str, Path)) else self.model
         try:
-            self.session = ort.InferenceSession(source, options, providers=providers)
+            self.session = ort_session(source, providers=providers, threads=self.threads)
         except Exception as exc:  # ORT raises its own exception types for invalid graphs and files
             first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
             raise ArtifactError(f"ONNX Runtime cannot load the model: {first}") from None

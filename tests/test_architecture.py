@@ -1,0 +1,76 @@
+"""The dependency rules of the design, checked on the source: layers point one way, heavy imports stay put."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Lower layers never import higher ones: cli -> reports/bench/parity -> runners -> exporters/calibration -> models.
+LAYERS = {
+    "resnest_deploy.models": 0, "resnest_deploy.errors": 0, "resnest_deploy.atomic": 0, "resnest_deploy": 0,
+    "exporters": 1, "calibration": 1, "resnest_deploy.runners": 2,
+    "resnest_deploy.parity": 3, "resnest_deploy.bench": 3, "resnest_deploy.reports": 3,
+    "resnest_deploy.cli": 4, "resnest_deploy.__main__": 4,
+}
+STDLIB = set(sys.stdlib_module_names)
+
+
+def _layer(module: str) -> int | None:
+    best = max((name for name in LAYERS if module == name or module.startswith(name + ".")), key=len, default=None)
+    return LAYERS[best] if best else None
+
+
+def _modules():
+    for package in ("resnest_deploy", "exporters", "calibration"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            yield name, path, path.name == "__init__.py"
+
+
+def _imports(name: str, path: Path, is_package: bool) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                found.append(".".join(base + ([node.module] if node.module else [])))
+            else:
+                found.append(node.module)
+    return found
+
+
+def test_layers_point_one_way():
+    problems = []
+    for name, path, is_package in _modules():
+        own = _layer(name)
+        for target in _imports(name, path, is_package):
+            other = _layer(target)
+            if own is not None and other is not None and other > own:
+                problems.append(f"{name} imports {target}")
+    assert not problems, problems
+
+
+def test_models_import_only_torch():
+    allowed = {"torch", "safetensors", "resnest_deploy", "__future__"}
+    for name, path, is_package in _modules():
+        if name.startswith("resnest_deploy.models"):
+            for target in _imports(name, path, is_package):
+                top = target.split(".")[0]
+                assert top in allowed or top in STDLIB, f"{name} imports {target}"
+
+
+def test_nothing_imports_the_cli_and_tensorrt_stays_out():
+    for name, path, is_package in _modules():
+        imports = _imports(name, path, is_package)
+        if not name.startswith("resnest_deploy.cli") and name != "resnest_deploy.__main__":
+            assert not any(t.startswith("resnest_deploy.cli") for t in imports), name
+        # Only the TensorRT builder and runner may import tensorrt (neither exists yet in this tree).
+        if not (name.startswith("exporters.tensorrt") or name.startswith("resnest_deploy.runners.trt")):
+            assert "tensorrt" not in {t.split(".")[0] for t in imports}, name
