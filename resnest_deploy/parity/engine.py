@@ -203,12 +203,13 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
     first_batch: np.ndarray | None = None
     eager = TorchRunner(model, size=cfg.size)
     with eager, open_artifact_runner(options.artifact, provider=options.provider) as artifact:
-        input_name = artifact.input_specs[0].name
+        spec = artifact.input_specs[0]
+        fixed = spec.shape[0] if isinstance(spec.shape[0], int) else None
         for x, batch_names, batch_labels in batches:
             if first_batch is None:
-                first_batch = x[:4]
+                first_batch = x[:4] if fixed is None else _fit_batch(x, fixed)
             eager_logits.append(eager.infer({"input": x})["logits"])
-            art_logits.append(next(iter(artifact.infer({input_name: x}).values())).astype(np.float32))
+            art_logits.append(_run_in_chunks(artifact, spec.name, x, fixed))
             names += batch_names
             labels += batch_labels
             if progress:
@@ -233,6 +234,25 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
         else:
             result.localization = localize(eager, proto, first_batch, tolerance=STAGE_TOLERANCE[precision])
     return result
+
+
+def _fit_batch(x: np.ndarray, batch: int) -> np.ndarray:
+    """``x`` cut or padded (by repeating its last sample) to exactly ``batch`` samples."""
+    if len(x) >= batch:
+        return x[:batch]
+    return np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
+
+
+def _run_in_chunks(runner, name: str, x: np.ndarray, fixed: int | None) -> np.ndarray:
+    """Run ``x`` through ``runner``; an artifact with a fixed batch gets padded chunks of that size."""
+    if fixed is None or len(x) == fixed:
+        return next(iter(runner.infer({name: x}).values())).astype(np.float32)
+    outputs = []
+    for start in range(0, len(x), fixed):
+        chunk = x[start:start + fixed]
+        out = next(iter(runner.infer({name: _fit_batch(chunk, fixed)}).values()))
+        outputs.append(out[: len(chunk)].astype(np.float32))
+    return np.concatenate(outputs)
 
 
 def _accuracy(images: ImageSet, labels: list, eager: np.ndarray, artifact: np.ndarray, num_classes: int,

@@ -138,3 +138,10 @@ def test_artifact_without_metadata_needs_a_fitting_arch(export_cache, cli, tmp_p
     assert_one_line_error(cli("parity", str(bare)), "no resnest-deploy metadata", "--arch")
     assert_one_line_error(cli("parity", str(bare), "--arch", "resnet34"), "64px", "224px")
     assert_one_line_error(cli("parity", str(bare), "--arch", "resnet18"), "64px", "224px")
+
+
+@pytest.mark.xdist_group("skresnet18-b4")
+def test_fixed_batch_artifact_runs_in_padded_chunks(export_cache):
+    artifact = export_cache("skresnet18", SMALL, batch="4").path
+    result = run_parity(ParityOptions(artifact=artifact, samples=7, batch=3, localize=True))
+    assert result.passed and result.metrics.samples == 7
