@@ -29,13 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import onnxruntime as ort
+import torch
 
-from resnest_deploy.bench import Contender, environment, measure_interleaved  # noqa: E402
-from resnest_deploy.models import create_model, reestimate_batchnorm  # noqa: E402
-from resnest_deploy.models.batchnorm import synthetic_images  # noqa: E402
+from resnest_deploy.bench import Contender, environment, measure_interleaved
+from resnest_deploy.models import create_model, reestimate_batchnorm
+from resnest_deploy.models.batchnorm import synthetic_images
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- export_ort:start -->", "<!-- export_ort:end -->"

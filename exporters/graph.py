@@ -23,6 +23,7 @@ from resnest_deploy.models import get_config
 from resnest_deploy.models.registry import list_models
 
 from .metadata import ArtifactMeta, read_metadata
+from .qdq_rules import check_qdq_rules, has_qdq
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -281,6 +282,8 @@ def inspect_onnx(path: str | os.PathLike[str], *, model: onnx.ModelProto | None 
     checks.append(Check("external data only above 2 GB", not external or _external_bytes(path, model) > TWO_GB,
                         "external data" if external else f"inline ({(data_bytes or 0) / 1e6:.0f} MB)"))
     checks.append(Check("only ops TensorRT's ONNX parser takes", not unsupported, ", ".join(unsupported) or "all"))
+    if has_qdq(model):
+        checks += [Check(f"Q/DQ: {r.name}", r.passed, r.detail) for r in check_qdq_rules(model)]
     return InspectReport(
         path=str(path), size_bytes=size, opset=opset, inputs=inputs, outputs=outputs,
         op_histogram=dict(histogram.most_common()), checks=tuple(checks), unsupported_ops=unsupported, meta=meta,

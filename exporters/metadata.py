@@ -129,3 +129,32 @@ def write_manifest(artifact: Path, meta: ArtifactMeta, **fields: Any) -> Path:
     """Write the manifest beside ``artifact`` atomically: metadata plus any extra top-level fields."""
     body = {"artifact": artifact.name, **meta.to_dict(), **fields}
     return write_text_atomic(manifest_path(artifact), json.dumps(body, indent=2, sort_keys=False) + "\n")
+
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def is_engine(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in ENGINE_SUFFIXES
+
+
+def read_manifest(artifact: str | Path) -> dict[str, Any] | None:
+    """The JSON manifest beside an artifact, or None when there is none or it is not JSON."""
+    path = manifest_path(artifact)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def meta_from_manifest(manifest: dict[str, Any]) -> ArtifactMeta | None:
+    """The :class:`ArtifactMeta` stored at the top level of a manifest (engines carry theirs there)."""
+    names = set(ArtifactMeta.__dataclass_fields__)
+    values = {k: v for k, v in manifest.items() if k in names}
+    if values.get("arch") in (None, "unknown") or "input" not in values:
+        return None
+    try:
+        return ArtifactMeta.from_dict(values)
+    except (TypeError, ValueError, KeyError):
+        return None

@@ -28,6 +28,7 @@ from resnest_deploy.errors import ConfigError, ExportFailedError, VerificationEr
 from resnest_deploy.models import create_model, get_config
 from resnest_deploy.models.batchnorm import synthetic_images
 from resnest_deploy.models.fold import fold_batchnorm
+from resnest_deploy.stages import stage_durations
 
 from .graph import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, TWO_GB, InspectReport, inspect_onnx
 from .metadata import ArtifactMeta, meta_for_model, write_manifest, write_metadata
@@ -226,16 +227,10 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
                 os.replace(tmp, failed)
                 kept = f"; kept as {failed}"
             raise VerificationError(f"export of {options.arch} failed its checks{kept}", details=problems)
-    timings = _durations(timings)
+    timings = stage_durations(timings)
     manifest = write_manifest(
         output, meta, graph={"nodes": report.node_count, "ops": report.op_histogram, "bytes": report.size_bytes},
         checks=[c.__dict__ for c in report.checks], verification=[c.to_dict() for c in comparisons],
         timings_s=timings,
     )
     return ExportResult(output, manifest, meta, report, comparisons, timings)
-
-
-def _durations(starts: dict[str, float]) -> dict[str, float]:
-    names = list(starts)
-    ends = [starts[n] for n in names[1:]] + [time.perf_counter()]
-    return {name: round(end - starts[name], 3) for name, end in zip(names, ends)}

@@ -59,3 +59,21 @@ class VerificationError(ResnestDeployError):
     def __init__(self, message: str, *, details: list[str] | None = None) -> None:
         super().__init__(message)
         self.details = list(details or [])
+
+
+class GpuUnavailableError(ResnestDeployError):
+    """A step needs an NVIDIA GPU (and TensorRT), and this machine has none."""
+
+
+class EngineMismatchError(ArtifactError):
+    """A TensorRT engine was built for another GPU or another TensorRT version than this host has."""
+
+
+class EngineBuildError(ResnestDeployError):
+    """TensorRT could not parse or build a network; ``details`` lists the parser's errors."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = list(details or [])

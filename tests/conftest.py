@@ -104,3 +104,14 @@ def export_cache(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """The small trained resnest14d with its train/val PNG folders (trained once, cached in .cache/tests).
+
+    Tests that use it carry ``pytest.mark.xdist_group("trained")`` so one worker trains and reuses it.
+    """
+    from tests.trained_model import get_trained_model
+
+    return get_trained_model()

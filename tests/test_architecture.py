@@ -71,6 +71,6 @@ def test_nothing_imports_the_cli_and_tensorrt_stays_out():
         imports = _imports(name, path, is_package)
         if not name.startswith("resnest_deploy.cli") and name != "resnest_deploy.__main__":
             assert not any(t.startswith("resnest_deploy.cli") for t in imports), name
-        # Only the TensorRT builder and runner may import tensorrt (neither exists yet in this tree).
+        # Only the TensorRT builder and runner modules may import tensorrt.
         if not (name.startswith("exporters.tensorrt") or name.startswith("resnest_deploy.runners.trt")):
             assert "tensorrt" not in {t.split(".")[0] for t in imports}, name

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from exporters.graph import check_fits, load_onnx, tensor_info
-from exporters.metadata import ArtifactMeta, read_metadata
+from exporters.metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
 
 from ..atomic import write_text_atomic
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..models import create_model, get_config
 from ..models.batchnorm import synthetic_images
 from ..runners.base import Runner
@@ -108,6 +108,11 @@ def _validate(options: BenchOptions) -> None:
 
 
 def _artifact_meta(path: Path) -> tuple[ArtifactMeta | None, Any]:
+    if is_engine(path):
+        manifest = read_manifest(path) if path.is_file() else None
+        if manifest is None:
+            raise ArtifactError(f"{path}: no such engine, or no manifest ({path.name}.json) beside it")
+        return meta_from_manifest(manifest), None
     proto = load_onnx(path, load_external_data=False)
     return read_metadata(proto), proto
 
@@ -126,6 +131,8 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
     for path in options.artifacts:
         if path.suffix.lower() == ".onnx" and "ort" not in options.backends:
             raise ConfigError(f"{path} is an ONNX file but the ort backend is not selected")
+        if is_engine(path) and "trt" not in options.backends:
+            raise ConfigError(f"{path} is a TensorRT engine: add the trt backend (--backends ...,trt)")
         metas.append((path, *_artifact_meta(path)))
     arch = options.arch or next((m.arch for _, m, _ in metas if m), None)
     if arch is None:
@@ -139,14 +146,16 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
     for path, meta, proto in metas:
         if meta and meta.arch != arch:
             raise ConfigError(f"{path.name} was exported from {meta.arch}, not {arch}")
-        check_fits(proto, num_classes=model.config.num_classes, size=size, what=f"{arch} ({path.name})")
+        if proto is not None:
+            check_fits(proto, num_classes=model.config.num_classes, size=size, what=f"{arch} ({path.name})")
         before = _rss_mb()
         runner = open_artifact_runner(path, provider="auto", threads=threads)
         runner.__enter__()
-        fixed = tensor_info(proto.graph.input[0]).shape[0]
+        fixed = tensor_info(proto.graph.input[0]).shape[0] if proto is not None else runner.input_specs[0].shape[0]
         precision = meta.precision if meta else "fp32"
         label = runner.name.replace("ExecutionProvider", "")
-        loaded.append(_Loaded(f"{label} {precision} ({path.name})", "ort", precision, runner,
+        loaded.append(_Loaded(f"{label} {precision} ({path.name})", "trt" if proto is None else "ort", precision,
+                              runner,
                               fixed if isinstance(fixed, int) else None, _rss_mb() - before))
     if "eager" in options.backends:
         before = _rss_mb()

@@ -8,7 +8,7 @@ import typer
 
 from .. import __version__
 from ..errors import ResnestDeployError
-from . import bench_cmd, export_cmd, models_cmd, parity_cmd
+from . import bench_cmd, build_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd
 
 app = typer.Typer(
     name="resnest-deploy",
@@ -34,6 +34,8 @@ def _root(
 
 models_cmd.register(app)
 export_cmd.register(app)
+quantize_cmd.register(app)
+build_cmd.register(app)
 parity_cmd.register(app)
 bench_cmd.register(app)
 

@@ -3,7 +3,15 @@
 from . import archs as _archs  # noqa: F401  (registers every architecture)
 from .batchnorm import reestimate_batchnorm
 from .config import IMAGENET_MEAN, IMAGENET_STD, InputConfig, ModelConfig, WeightsRelease
-from .factory import ModelSummary, WeightsInfo, create_model, describe_model, guess_arch, random_init_description, summarize
+from .factory import (
+    ModelSummary,
+    WeightsInfo,
+    create_model,
+    describe_model,
+    guess_arch,
+    random_init_description,
+    summarize,
+)
 from .registry import get_config, list_models, register
 from .resnet import ResNet
 from .weights import Checkpoint, download_weights, read_checkpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from functools import cache
 
 import torch
 from torch import nn
@@ -111,7 +111,7 @@ def create_model(
     return model
 
 
-@lru_cache(maxsize=None)
+@cache
 def _meta_shapes(name: str, num_classes: int | None) -> dict[str, torch.Size]:
     cfg = get_config(name)
     if num_classes is not None:

@@ -7,15 +7,16 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from calibration.images import ImageSet, find_images, iter_batches
 from exporters.graph import check_fits, load_onnx
-from exporters.metadata import ArtifactMeta, read_metadata
+from exporters.metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
 
-from ..errors import ConfigError, WeightsMismatchError
+from ..errors import ArtifactError, ConfigError, WeightsMismatchError
 from ..models import InputConfig, create_model, get_config
 from ..models.batchnorm import synthetic_images
 from ..models.weights import file_sha256
@@ -190,12 +191,12 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
         raise ConfigError(f"--batch must be >= 1, got {options.batch}")
     if options.samples is not None and options.samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {options.samples}")
-    proto = load_onnx(options.artifact)
-    meta = read_metadata(proto)
+    proto, meta = _load_artifact(Path(options.artifact))
     arch = _resolve_arch(options, meta)
     cfg = meta.input if meta else get_config(arch).input
     model = options.model if options.model is not None else _eager_model(options, arch, meta)
-    check_fits(proto, num_classes=model.config.num_classes, size=cfg.size, what=arch)
+    if proto is not None:
+        check_fits(proto, num_classes=model.config.num_classes, size=cfg.size, what=arch)
     precision = meta.precision if meta else "fp32"
     tolerances = PRESETS[precision].with_overrides(options.tolerances)
     batches, total, described, images, skipped = _batches(options, cfg)
@@ -231,9 +232,22 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
     if options.localize:
         if result.passed:
             result.notes.append("parity passed; nothing to localize")
+        elif proto is None:
+            result.notes.append("--localize works on ONNX files; run it on the ONNX this engine was built from")
         else:
             result.localization = localize(eager, proto, first_batch, tolerance=STAGE_TOLERANCE[precision])
     return result
+
+
+def _load_artifact(path: Path) -> tuple[Any, ArtifactMeta | None]:
+    """(ModelProto, metadata) of an ONNX file; (None, metadata from the manifest) of a TensorRT engine."""
+    if is_engine(path):
+        if not path.is_file():
+            raise ArtifactError(f"{path}: no such engine")
+        manifest = read_manifest(path)
+        return None, meta_from_manifest(manifest) if manifest else None
+    proto = load_onnx(path)
+    return proto, read_metadata(proto)
 
 
 def _fit_batch(x: np.ndarray, batch: int) -> np.ndarray:
@@ -269,5 +283,5 @@ def _accuracy(images: ImageSet, labels: list, eager: np.ndarray, artifact: np.nd
 
     e1, e5 = topk(eager)
     a1, a5 = topk(artifact)
-    return {"mapping": how, "samples": int(len(target)), "eager_top1": e1, "eager_top5": e5, "artifact_top1": a1,
+    return {"mapping": how, "samples": len(target), "eager_top1": e1, "eager_top5": e5, "artifact_top1": a1,
             "artifact_top5": a5, "top1_change": a1 - e1, "top5_change": a5 - e5}

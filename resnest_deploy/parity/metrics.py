@@ -105,11 +105,13 @@ class Tolerances:
 _UPPER = {"max_abs_rel", "kl_mean"}
 
 # By the artifact's precision. FP32 is the export tolerance; FP16 and INT8 allow their rounding but still demand
-# that the classifier's decisions barely move (see docs for how they were chosen).
+# that the classifier's decisions barely move. FP16/INT8 limits are the issue-5 acceptance levels, checked on the
+# trained test model (docs/parity.md, docs/quantization.md).
 PRESETS: dict[str, Tolerances] = {
     "fp32": Tolerances(max_abs_rel=1e-4, cosine_min=0.99999, top1_agreement=1.0, top5_overlap=0.99, kl_mean=1e-6),
-    "fp16": Tolerances(max_abs_rel=2e-2, cosine_min=0.999, cosine_mean=0.9995, top1_agreement=0.99, kl_mean=1e-3),
-    "int8": Tolerances(cosine_min=0.95, cosine_mean=0.99, top1_agreement=0.9, kl_mean=5e-2),
+    "fp16": Tolerances(max_abs_rel=2e-2, cosine_min=0.999, cosine_mean=0.9995, top1_agreement=0.995,
+                       kl_mean=1e-3),
+    "int8": Tolerances(cosine_min=0.95, cosine_mean=0.99, top1_agreement=0.97, kl_mean=5e-2),
 }
 
 

@@ -8,7 +8,8 @@ from ..errors import ArtifactError
 from .base import Runner
 
 
-def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: int | None = None) -> Runner:
+def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: int | None = None,
+                         cuda_graph: bool = False) -> Runner:
     """A runner for an ``.onnx`` file (ONNX Runtime) or an ``.engine``/``.plan`` file (TensorRT).
 
     Raises:
@@ -23,5 +24,7 @@ def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: i
 
         return OrtRunner(path, provider=provider, threads=threads)
     if suffix in (".engine", ".plan", ".trt"):
-        raise ArtifactError(f"{path}: TensorRT engines need the TensorRT runner, which is not available yet")
+        from .trt_runner import TrtRunner
+
+        return TrtRunner(path, cuda_graph=cuda_graph)
     raise ArtifactError(f"{path}: not an ONNX model or TensorRT engine (expected .onnx, .engine or .plan)")

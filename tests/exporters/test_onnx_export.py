@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import exporters.onnx_export as onnx_export
+from exporters import onnx_export
 from exporters.graph import default_opset, inspect_onnx, load_onnx
 from exporters.metadata import manifest_path, read_metadata
 from exporters.onnx_export import ExportOptions, export_onnx

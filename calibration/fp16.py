@@ -1,0 +1,78 @@
+"""FP16-typed ONNX (what TensorRT 11 builds as FP16, and TensorRT 10 with STRONGLY_TYPED).
+
+The conversion is ONNX Runtime's ``onnxruntime.transformers.float16`` (maintained with ORT; no extra
+dependency): initializers and tensors become float16, the graph keeps FP32 input and output with Casts, and
+node types in ``keep_fp32_ops`` (plus nodes whose owner matches an ``exclude`` pattern) stay float32 behind
+Casts. Softmax stays a native Softmax op either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import warnings
+from collections.abc import Sequence
+
+import onnx
+
+from .int8 import block_of, name_nodes
+
+# Measured on the trained resnest14d and resnest50 (docs/quantization.md): the whole graph in FP16 meets the
+# FP16 tolerances; nothing has to stay FP32 by default. Users can keep op types or blocks in FP32.
+DEFAULT_KEEP_FP32_OPS: tuple[str, ...] = ()
+
+
+def convert_fp16(
+    model: onnx.ModelProto, *, keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS, exclude: Sequence[str] = (),
+) -> onnx.ModelProto:
+    """An FP16-typed copy of an FP32 graph with FP32 input and output.
+
+    Args:
+        model: The FP32 graph.
+        keep_fp32_ops: Op types left in float32 (e.g. ``Softmax``, ``ReduceMean``, ``Gemm``).
+        exclude: fnmatch patterns on weight owners or blocks (``layer4.*``, ``fc``, ``stem``) left in float32.
+    """
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    source = onnx.ModelProto()
+    source.CopyFrom(model)
+    name_nodes(source)
+    blocked_nodes = [n.name for n in source.graph.node if exclude and _excluded(n, source, exclude)]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        converted = convert_float_to_float16(
+            source, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(keep_fp32_ops),
+            node_block_list=blocked_nodes,
+        )
+    del converted.graph.value_info[:]  # stale shapes/types from the conversion's own inference
+    sort_topologically(converted.graph)  # the converter appends its input/output Casts at the end
+    return converted
+
+
+def sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (ONNX requires it; so do parsers)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise ValueError(f"graph has a cycle or a dangling input at {pending[0].name}")
+        ready_ids = {id(n) for n in ready}
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if id(n) not in ready_ids]
+    copies = [onnx.NodeProto() for _ in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _excluded(node: onnx.NodeProto, model: onnx.ModelProto, patterns: Sequence[str]) -> bool:
+    initializers = {i.name for i in model.graph.initializer}
+    weights = [name for name in node.input if name in initializers and name.endswith(".weight")]
+    owners = [w[: -len(".weight")] for w in weights] or [node.name]
+    return any(fnmatch.fnmatchcase(o, p) or fnmatch.fnmatchcase(block_of(o), p) for o in owners for p in patterns)

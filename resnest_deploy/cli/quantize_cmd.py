@@ -1,0 +1,80 @@
+"""`resnest-deploy quantize`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .render import print_checks, print_table
+
+
+def quantize(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX file (this tool's export, or any with --arch).")],
+    precision: Annotated[str, typer.Option(help="fp16 (FP16-typed graph) or int8 (explicit Q/DQ).")],
+    calib_data: Annotated[str | None, typer.Option(
+        help="Folder (class tree or flat) or list file of calibration images; 'synthetic' only checks the "
+             "pipeline. Required for int8.")] = None,
+    calib_size: Annotated[int, typer.Option(help="Calibration images, sampled with --seed.")] = 512,
+    method: Annotated[str, typer.Option(help="INT8 calibration: percentile (99.99%), max or entropy.")]
+    = "percentile",
+    exclude: Annotated[list[str], typer.Option(
+        "--exclude", help="Keep matching layers/blocks in float, e.g. 'layer4.*', 'stem', '*.conv2.fc1'. "
+                          "Repeatable.")] = [],  # noqa: B006
+    quantize_attention: Annotated[bool, typer.Option(
+        "--quantize-attention", help="INT8 for the attention fc layers too (float by default).")] = False,
+    keep_fp32: Annotated[list[str], typer.Option(
+        "--keep-fp32", help="FP16: op types to keep in FP32, e.g. Softmax. Repeatable.")] = [],  # noqa: B006
+    sensitivity: Annotated[bool, typer.Option(
+        "--sensitivity", help="INT8: quantize one block at a time, rank blocks, suggest --exclude.")] = False,
+    output: Annotated[Path | None, typer.Option(help="Target .onnx [default: <model>.<precision>.onnx].")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture, for ONNX files without metadata.")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Input size, for ONNX files without metadata.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the image sampling.")] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Calibration cache [default: ~/.cache/resnest-deploy].")]
+    = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache preprocessed calibration images.")]
+    = True,
+) -> None:
+    """Make the FP16 or INT8 (Q/DQ, TensorRT placement) version of an FP32 ONNX and check it on ONNX Runtime."""
+    from calibration.quantize import QuantizeOptions, quantize_onnx
+
+    from .progress import phase_progress
+
+    options = QuantizeOptions(
+        model=model, precision=precision, output=output, calib_data=calib_data, calib_size=calib_size,
+        method=method, exclude=tuple(exclude), quantize_attention=quantize_attention,
+        keep_fp32_ops=tuple(keep_fp32), seed=seed, arch=arch, img_size=img_size, cache_dir=cache_dir,
+        use_cache=cache, sensitivity=sensitivity,
+    )
+    with phase_progress(f"quantizing to {precision}") as update:
+        result = quantize_onnx(options, progress=update)
+    for warning in result.warnings:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
+    calib = result.calibration
+    if calib is not None:
+        typer.echo(f"calibration data: {calib.array.shape[0]} images from {calib.source}"
+                   f"{' (cached)' if calib.cache_hit else ''}; {len(calib.skipped)} unreadable skipped")
+    if result.plan is not None:
+        weights = [u for u in result.plan.uses if u.kind == "weight"]
+        floats = sorted({u.owner for u in result.plan.excluded if u.kind == "weight"})
+        typer.echo(f"INT8 layers: {len(weights)}; kept float: {len(floats)}"
+                   + (f" ({', '.join(floats[:6])}{', ...' if len(floats) > 6 else ''})" if floats else ""))
+    if result.rules:
+        print_checks("TensorRT Q/DQ placement", result.rules)
+    a = result.agreement
+    print_table(f"vs FP32 graph on {a.samples} images (ONNX Runtime CPU)",
+                ("top-1 agreement", "mean cosine", "min cosine", "max-abs / max|logit|"),
+                [(f"{a.top1_agreement:.2%}", f"{a.mean_cosine:.6f}", f"{a.min_cosine:.6f}", f"{a.max_abs_rel:.3g}")])
+    if result.sensitivity:
+        print_table("sensitivity: error added by quantizing one block alone (1 - mean cosine)",
+                    ("block", "sites", "error", "top-1 agreement"),
+                    [(s.block, str(s.sites), f"{s.error:.3g}", f"{s.top1_agreement:.2%}") for s in result.sensitivity])
+        hint = " ".join(f"--exclude '{p}'" for p in result.suggested_exclude)
+        typer.echo(f"suggested: {hint}" if hint else "suggested: no block stands out; nothing to exclude")
+    typer.echo(f"wrote {result.path} and {result.path.name}.json ({result.meta.precision})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quantize", rich_help_panel="Artifacts")(quantize)

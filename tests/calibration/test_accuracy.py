@@ -1,0 +1,85 @@
+"""FP16 and INT8 accuracy on the small trained resnest14d (held-out split, ONNX Runtime CPU).
+
+Acceptance: INT8 top-1 within 1.0 point of FP32 and top-1 agreement >= 97%; FP16 top-1 agreement >= 99.5% and
+mean cosine >= 0.9995. Labels come from the val/ folder names; the FP32 reference is the exported ONNX.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from calibration.images import find_images, iter_batches
+from calibration.quantize import QuantizeOptions, quantize_onnx
+from exporters.metadata import read_metadata
+from exporters.verify import ort_session
+
+pytestmark = pytest.mark.xdist_group("trained")
+
+
+@pytest.fixture(scope="module")
+def heldout(trained):
+    meta = read_metadata(onnx.load(str(trained.onnx)))
+    images = find_images(trained.val_dir)
+    xs, ys = [], []
+    for batch in iter_batches(images, meta.input, 200):
+        xs.append(batch.array)
+        ys += [images.classes.index(label) for label in batch.labels]
+    x, y = np.concatenate(xs), np.asarray(ys)
+    return x, y, ort_session(str(trained.onnx)).run(None, {"input": x})[0]
+
+
+def _logits(path, x):
+    return ort_session(str(path)).run(None, {"input": x})[0]
+
+
+def test_trained_model_is_worth_measuring(trained, heldout):
+    x, y, fp32 = heldout
+    assert len(y) == 600 and len(set(y.tolist())) == 10
+    assert (fp32.argmax(1) == y).mean() >= 0.9  # a model that learned the task, so flips mean something
+
+
+def test_int8_accuracy_on_heldout(trained, heldout, tmp_path):
+    x, y, fp32 = heldout
+    result = quantize_onnx(QuantizeOptions(model=trained.onnx, precision="int8", calib_data=str(trained.train_dir),
+                                           calib_size=256, output=tmp_path / "m.int8.onnx", use_cache=False))
+    int8 = _logits(result.path, x)
+    acc32, acc8 = (fp32.argmax(1) == y).mean(), (int8.argmax(1) == y).mean()
+    agreement = (int8.argmax(1) == fp32.argmax(1)).mean()
+    print(f"int8 ({result.meta.extra['quantization']['method']}): fp32 top-1 {acc32:.4f}, int8 top-1 {acc8:.4f}, "
+          f"agreement {agreement:.4f}")
+    assert acc8 >= acc32 - 0.010
+    assert agreement >= 0.97
+
+
+def test_fp16_agreement_and_types_on_heldout(trained, heldout, tmp_path):
+    x, y, fp32 = heldout
+    result = quantize_onnx(QuantizeOptions(model=trained.onnx, precision="fp16", output=tmp_path / "m.fp16.onnx"))
+    model = onnx.load(str(result.path))
+    f = onnx.TensorProto
+    assert model.graph.input[0].type.tensor_type.elem_type == f.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == f.FLOAT
+    weights = [i for i in model.graph.initializer if i.name.endswith(".weight")]
+    assert weights and all(i.data_type == f.FLOAT16 for i in weights)
+    source = onnx.load(str(trained.onnx))
+    count = lambda m, op: sum(n.op_type == op for n in m.graph.node)
+    assert count(model, "Softmax") == count(source, "Softmax") > 0 and count(model, "Exp") == 0
+    fp16 = _logits(result.path, x)
+    agreement = (fp16.argmax(1) == fp32.argmax(1)).mean()
+    cosine = ((fp16 * fp32).sum(1) / np.linalg.norm(fp16, axis=1) / np.linalg.norm(fp32, axis=1)).mean()
+    print(f"fp16: agreement {agreement:.4f}, mean cosine {cosine:.6f}")
+    assert agreement >= 0.995 and cosine >= 0.9995
+    assert not np.allclose(fp16, fp32, atol=0, rtol=1e-7)  # really computed in FP16, not a float32 copy
+
+
+def test_sensitivity_ranks_every_block(trained, tmp_path):
+    result = quantize_onnx(QuantizeOptions(model=trained.onnx, precision="int8", calib_data=str(trained.train_dir),
+                                           calib_size=64, output=tmp_path / "s.onnx", sensitivity=True,
+                                           use_cache=False))
+    blocks = [s.block for s in result.sensitivity]
+    assert sorted(blocks) == sorted(["stem", "layer1.0", "layer2.0", "layer3.0", "layer4.0", "fc"])
+    errors = [s.error for s in result.sensitivity]
+    assert errors == sorted(errors, reverse=True) and errors[0] > 0
+    # each suggestion names a block of the ranking
+    assert all(p.removesuffix(".*") in blocks for p in result.suggested_exclude)

@@ -1,0 +1,186 @@
+"""`build` without a GPU: the builder against the strict TensorRT test double (10.16 and 11.4), the GPU check,
+the emitted script, and the engine/host compatibility rules.
+
+The double (tests/tensorrt_double.py) is a fake standing in for TensorRT, generated from the real API name
+lists; a GPU is faked by patching ``exporters.tensorrt_env.gpu_info``. Both are said where used. Real builds are
+in tests/gpu (``pytest -m gpu``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+from onnx import helper
+
+from exporters import tensorrt_env
+from exporters.tensorrt_builder import BuildOptions, build_engine, emit_script, parse_batch
+from exporters.tensorrt_env import GpuInfo
+from resnest_deploy.errors import ArtifactError, ConfigError, EngineBuildError, EngineMismatchError
+from resnest_deploy.runners.trt_runner import TrtRunner, check_engine_host
+from tests.conftest import assert_one_line_error
+from tests.tensorrt_double import TensorRTDouble
+
+SMALL = 64
+FAKE_GPU = GpuInfo("Test GPU (faked for the double)", "8.6", "555.42")
+pytestmark = pytest.mark.xdist_group("resnet18")
+
+
+@pytest.fixture
+def onnx_model(export_cache):
+    return export_cache("resnet18", SMALL).path
+
+
+def _use_double(monkeypatch, major, **kwargs):
+    double = TensorRTDouble(major, **kwargs)
+    monkeypatch.setitem(sys.modules, "tensorrt", double)
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda index=0: FAKE_GPU)  # a GPU, faked
+    return double
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_build_one_code_path_for_10_and_11(monkeypatch, tmp_path, onnx_model, major):
+    trt = _use_double(monkeypatch, major)
+    cache = tmp_path / "timing.cache"
+    options = BuildOptions(model=onnx_model, batch="1:8:32", timing_cache=cache, output=tmp_path / "m.engine",
+                           hardware_compat="ampere+", opt_level=4, workspace_gib=2)
+    result = build_engine(options)
+    built = trt.built[-1]
+    # Strongly typed network (the flag is required on 10.x and implied on 11.x); no precision flags at all.
+    assert built["network_flags"] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert built["flags_set"] == ["TF32"] and built["flags_cleared"] == []
+    assert built["profiles"] == [{"input": ((1, 3, SMALL, SMALL), (8, 3, SMALL, SMALL), (32, 3, SMALL, SMALL))}]
+    assert built["workspace"] == ("WORKSPACE", 2 << 30)
+    assert built["config"] == {"builder_optimization_level": 4, "profiling_verbosity": "DETAILED",
+                               "hardware_compatibility_level": "AMPERE_PLUS"}
+    # Engine and manifest.
+    assert result.path.read_bytes().startswith(b"TRTDOUBLE")
+    manifest = json.loads(result.manifest.read_text())
+    engine = manifest["engine"]
+    assert engine["tensorrt"] == trt.__version__ and engine["gpu"] == FAKE_GPU.to_dict()
+    assert engine["hardware_compat"] == "ampere+" and engine["precision"] == "fp32"
+    assert engine["onnx"]["sha256"] == hashlib.sha256(onnx_model.read_bytes()).hexdigest()
+    assert engine["engine_bytes"] == result.path.stat().st_size and engine["build_seconds"] >= 0
+    assert engine["profiles"][0]["max"] == [32, 3, SMALL, SMALL]
+    assert engine["layers"]["count"] == 2 and engine["layers"]["by_output_precision"] == {"FP16": 1, "FP32": 1}
+    assert manifest["arch"] == "resnet18" and manifest["input"]["size"] == SMALL
+    # Timing cache: saved after the first build, loaded and merged by the second.
+    assert cache.read_bytes() == b"|timings" and engine["timing_cache"]["loaded_bytes"] == 0
+    again = build_engine(options)
+    assert again.record["timing_cache"]["loaded_bytes"] == len(b"|timings")
+    assert cache.read_bytes() == b"|timings|timings"
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_version_compatible_and_no_tf32(monkeypatch, tmp_path, onnx_model, major):
+    trt = _use_double(monkeypatch, major)
+    build_engine(BuildOptions(model=onnx_model, batch="4", version_compatible=True, tf32=False,
+                              hardware_compat="same-cc", output=tmp_path / "m.engine"))
+    built = trt.built[-1]
+    assert built["flags_set"] == ["VERSION_COMPATIBLE"] and built["flags_cleared"] == ["TF32"]
+    assert built["profiles"][0]["input"][0] == built["profiles"][0]["input"][2] == (4, 3, SMALL, SMALL)
+    assert built["config"]["hardware_compatibility_level"] == "SAME_COMPUTE_CAPABILITY"
+
+
+def test_the_double_is_strict_like_the_real_module():
+    trt10, trt11 = TensorRTDouble("10"), TensorRTDouble("11")
+    assert trt10.BuilderFlag.FP16 is not None and trt10.IInt8EntropyCalibrator2 is not None
+    for name in ("FP16", "INT8"):
+        with pytest.raises(AttributeError):
+            getattr(trt11.BuilderFlag, name)
+    with pytest.raises(AttributeError):
+        trt11.IInt8EntropyCalibrator2  # noqa: B018
+    with pytest.raises(AttributeError):
+        trt11.NetworkDefinitionCreationFlag.EXPLICIT_BATCH  # noqa: B018
+    config = trt11.Builder(None).create_builder_config()
+    with pytest.raises(AttributeError):
+        config.int8_calibrator = object()
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_parser_errors_name_nodes_and_op_types(monkeypatch, tmp_path, onnx_model, major):
+    _use_double(monkeypatch, major, reject_ops=("Gemm",))
+    with pytest.raises(EngineBuildError) as caught:
+        build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine"))
+    assert any("(Gemm)" in d and "node_linear" in d for d in caught.value.details), caught.value.details
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_unsupported_ops_are_listed_before_tensorrt(tmp_path, onnx_model):
+    model = onnx.load(str(onnx_model))
+    model.graph.node.append(helper.make_node("DynamicQuantizeLinear", ["logits"], ["q", "s", "z"], name="dql"))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(ArtifactError, match=r"dql \(DynamicQuantizeLinear\)"):
+        emit_script(BuildOptions(model=bad), tmp_path / "out")
+
+
+def test_option_errors(tmp_path, onnx_model):
+    for text in ("0:1:2", "8:4:16", "a:b:c", "1:2"):
+        with pytest.raises(ConfigError):
+            parse_batch(text)
+    assert parse_batch("8") == (8, 8, 8)
+    for options in (BuildOptions(model=onnx_model, hardware_compat="turing"), BuildOptions(model=onnx_model,
+                    opt_level=9), BuildOptions(model=onnx_model, img_size=128)):
+        with pytest.raises(ConfigError):
+            emit_script(options, tmp_path / "x")
+
+
+def test_without_gpu_build_is_one_line_and_exit_2(cli, onnx_model, tmp_path):
+    # The CLI runs with the tripwire tensorrt first on the path: importing tensorrt would exit 97.
+    result = cli("build", str(onnx_model), "--output", str(tmp_path / "m.engine"))
+    assert_one_line_error(result, "needs an NVIDIA GPU", "--emit-script")
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_emit_script_is_valid_bash_with_relative_paths(cli, onnx_model, tmp_path):
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"cache")
+    out = tmp_path / "gpu-job"
+    result = cli("build", str(onnx_model), "--batch", "1:4:16", "--timing-cache", str(cache), "--emit-script",
+                 str(out))
+    assert result.returncode == 0, result.stderr
+    script = out / "build.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert str(tmp_path) not in text and "/work/" not in text  # only paths relative to the folder
+    for name in (onnx_model.name, "timing.cache", "tool/resnest_deploy/__init__.py", "tool/exporters/graph.py"):
+        assert (out / name).exists(), name
+    assert f"build {onnx_model.name} --batch 1:4:16" in text and "--timing-cache timing.cache" in text
+    # On this machine (no GPU) the script stops at its first check, with a clear message.
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert run.returncode == 2 and "no NVIDIA GPU" in run.stderr
+
+
+def test_engine_host_rules():
+    record = {"tensorrt": "10.16.1.11", "gpu": FAKE_GPU.to_dict(), "hardware_compat": "none",
+              "version_compatible": False}
+    check_engine_host(record, FAKE_GPU, "10.16.1.11", "m.engine")
+    other = GpuInfo("NVIDIA L4", "8.9", "555.42")
+    with pytest.raises(EngineMismatchError, match="built on Test GPU.*this host has NVIDIA L4"):
+        check_engine_host(record, other, "10.16.1.11", "m.engine")
+    with pytest.raises(EngineMismatchError, match="TensorRT 10.16.1.11; this host has TensorRT 11.4.0.106"):
+        check_engine_host(record, FAKE_GPU, "11.4.0.106", "m.engine")
+    check_engine_host({**record, "version_compatible": True}, FAKE_GPU, "11.4.0.106", "m.engine")
+    with pytest.raises(EngineMismatchError):  # an 11 engine never runs on a 10 runtime
+        check_engine_host({**record, "tensorrt": "11.4.0.106", "version_compatible": True}, FAKE_GPU, "10.16.1.11",
+                          "m.engine")
+    check_engine_host({**record, "hardware_compat": "ampere+"}, other, "10.16.1.11", "m.engine")
+    with pytest.raises(EngineMismatchError, match="Ampere or newer"):
+        check_engine_host({**record, "hardware_compat": "ampere+"}, GpuInfo("T4", "7.5", "x"), "10.16.1.11", "m")
+    with pytest.raises(EngineMismatchError, match="compute capability 8.6"):
+        check_engine_host({**record, "hardware_compat": "same-cc"}, other, "10.16.1.11", "m.engine")
+
+
+def test_engine_runner_and_parity_without_gpu(cli, tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not really an engine")
+    with pytest.raises(ArtifactError, match="no manifest"):
+        TrtRunner(engine).activate()
+    (tmp_path / "m.engine.json").write_text(json.dumps({"arch": "resnet18", "engine": {"tensorrt": "10.16.1.11"}}))
+    assert_one_line_error(cli("parity", str(engine), "--arch", "resnet18", "--samples", "2"), "needs an NVIDIA GPU")

@@ -1,0 +1,293 @@
+"""A strict test double of the ``tensorrt`` module, generated from the real API surfaces of 10.16 and 11.4.
+
+This is a FAKE standing in for TensorRT, which cannot be installed here (no GPU, no NVIDIA package index). It
+is strict where it matters: every module attribute, enum member and class member comes from
+``tests/data/tensorrt-api/tensorrt-<version>-api.txt`` (read from the real bindings) plus ``supplement.txt``
+(documented names those lists do not enumerate); anything else raises AttributeError, exactly as the real
+module would, so code using a name removed in 11 (``BuilderFlag.FP16``, ``IInt8EntropyCalibrator2``, ...)
+fails here. Behaviour is minimal and recorded (flags, profiles, timing-cache bytes) for tests to assert on:
+the parser reads the ONNX with ``onnx`` and rejects op types listed in ``reject_ops``; a "built engine" is a
+JSON blob describing the build. It proves the build code's API use and logic, not TensorRT's behaviour;
+``pytest -m gpu`` on a GPU host does that.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data" / "tensorrt-api"
+VERSIONS = {"10": "10.16.1.11", "11": "11.4.0.106"}
+
+
+@dataclass
+class Surface:
+    version: str
+    names: set[str] = field(default_factory=set)
+    sections: dict[str, set[str]] = field(default_factory=dict)
+
+    def members(self, kind: str) -> set[str]:
+        return self.sections.get(kind, set())
+
+
+def _parse(path: Path, surface: Surface) -> None:
+    section = None
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if raw.startswith("#") and not raw.startswith("## "):
+            continue
+        if raw.startswith("## "):
+            section = raw[3:].strip()
+            if section != "dir(trt)":
+                surface.sections.setdefault(section, set())
+            continue
+        line = raw.strip()
+        if not line or section is None or line == "<NOT PRESENT>":
+            continue
+        if section == "dir(trt)":
+            surface.names.add(line)
+        elif "[" in line:
+            surface.sections[section].add(line.split()[0])
+        else:
+            surface.sections[section].update(m.strip() for m in line.split(",") if m.strip())
+
+
+def load_surface(version: str) -> Surface:
+    """The names of TensorRT ``version`` (``10.16.1.11`` or ``11.4.0.106``), plus the documented supplement."""
+    surface = Surface(version)
+    _parse(DATA / f"tensorrt-{version}-api.txt", surface)
+    _parse(DATA / "supplement.txt", surface)
+    return surface
+
+
+class EnumValue:
+    def __init__(self, enum: str, name: str, index: int) -> None:
+        self.enum, self.name, self.index = enum, name, index
+
+    def __int__(self) -> int:
+        return self.index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EnumValue) and (other.enum, other.name) == (self.enum, self.name)
+
+    def __hash__(self) -> int:
+        return hash((self.enum, self.name))
+
+    def __repr__(self) -> str:
+        return f"<{self.enum}.{self.name}: {self.index}>"
+
+
+class StrictEnum:
+    def __init__(self, name: str, members: list[str], version: str) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", {m: EnumValue(name, m, i) for i, m in enumerate(members)})
+        object.__setattr__(self, "_version", version)
+
+    def __getattr__(self, item: str):
+        values = object.__getattribute__(self, "_values")
+        if item in values:
+            return values[item]
+        raise AttributeError(f"tensorrt {self._version}: {self._name} has no member {item!r}")
+
+
+class StrictObject:
+    """An instance of TensorRT class ``kind``: only its real member names exist; set/called ones are recorded."""
+
+    def __init__(self, kind: str, double: TensorRTDouble, **impl) -> None:
+        object.__setattr__(self, "_kind", kind)
+        object.__setattr__(self, "_double", double)
+        object.__setattr__(self, "_impl", impl)
+        object.__setattr__(self, "_set", {})
+
+    def _check(self, item: str) -> None:
+        if item not in self._double.surface.members(self._kind):
+            raise AttributeError(f"tensorrt {self._double.version}: {self._kind} has no attribute {item!r}")
+
+    def __getattr__(self, item: str):
+        if item.startswith("_"):
+            raise AttributeError(item)
+        self._check(item)
+        if item in self._impl:
+            return self._impl[item]
+        if item in self._set:
+            return self._set[item]
+        return lambda *a, **k: self._double.calls.append((self._kind, item, a, k))
+
+    def __setattr__(self, item: str, value) -> None:
+        self._check(item)
+        self._set[item] = value
+        self._double.calls.append((self._kind, f"{item}=", (value,), {}))
+
+
+class TensorRTDouble(types.ModuleType):
+    """``tensorrt`` for one version. Attributes not in that version's ``dir(trt)`` raise AttributeError."""
+
+    def __init__(self, major: str, *, reject_ops: tuple[str, ...] = ()) -> None:
+        super().__init__("tensorrt")
+        object.__setattr__(self, "version", VERSIONS[major])
+        object.__setattr__(self, "surface", load_surface(VERSIONS[major]))
+        object.__setattr__(self, "reject_ops", reject_ops)
+        object.__setattr__(self, "calls", [])
+        object.__setattr__(self, "built", [])
+        object.__setattr__(self, "_enums", {})
+
+    def __getattr__(self, item: str):
+        if item == "__version__":
+            return self.version
+        if item.startswith("__") or item not in self.surface.names:
+            raise AttributeError(f"tensorrt {self.version} has no attribute {item!r}")
+        if item == "nptype":
+            return self._nptype
+        factory = {"Logger": self._logger, "Builder": self._builder, "OnnxParser": self._parser,
+                   "Runtime": self._runtime}.get(item)
+        if factory is not None:
+            return _ClassProxy(item, self, factory)
+        members = self.surface.members(item)
+        if members and all(m[:1].isupper() for m in members):
+            if item not in self._enums:
+                order = self._enum_order(item)
+                self._enums[item] = StrictEnum(item, order, self.version)
+            return self._enums[item]
+        def unmodelled(*args, **kwargs):
+            raise NotImplementedError(f"tensorrt.{item} exists in {self.version} but the test double does not model it")
+
+        return _ClassProxy(item, self, unmodelled)
+
+    def _enum_order(self, name: str) -> list[str]:
+        # Keep the order of the surface file, which is the bindings' member order (the flag bit positions).
+        for path in (DATA / f"tensorrt-{self.version}-api.txt", DATA / "supplement.txt"):
+            lines = path.read_text(encoding="utf-8").splitlines()
+            for i, line in enumerate(lines):
+                if line.strip() == f"## {name}" and i + 1 < len(lines) and "[" not in lines[i + 1]:
+                    return [m.strip() for m in lines[i + 1].split(",") if m.strip()]
+        return sorted(self.surface.members(name))
+
+    # -- factories ---------------------------------------------------------------------------------------
+    def _logger(self, severity=None):
+        logger = StrictObject("Logger", self)
+        return logger
+
+    def _nptype(self, dtype):
+        import numpy as np
+
+        return {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
+
+    def _builder(self, logger):
+        state = {"network_flags": None, "profiles": [], "flags_set": set(), "flags_cleared": set()}
+        self.calls.append(("Builder", "__init__", (), {}))
+
+        def create_network(flags=0):
+            state["network_flags"] = flags
+            return StrictObject("INetworkDefinition", self)
+
+        def create_builder_config():
+            cache_box: dict = {}
+
+            def create_timing_cache(data):
+                return StrictObject("ITimingCache", self, serialize=lambda: bytes(data) + b"|timings")
+
+            def set_timing_cache(cache, ignore_mismatch):
+                cache_box["cache"] = cache
+                return True
+
+            def set_flag(flag):
+                state["flags_set"].add(flag.name)
+
+            def clear_flag(flag):
+                state["flags_cleared"].add(flag.name)
+
+            def add_optimization_profile(profile):
+                state["profiles"].append(profile)
+                return len(state["profiles"]) - 1
+
+            config = StrictObject(
+                "IBuilderConfig", self, create_timing_cache=create_timing_cache, set_timing_cache=set_timing_cache,
+                get_timing_cache=lambda: cache_box["cache"], set_flag=set_flag, clear_flag=clear_flag,
+                add_optimization_profile=add_optimization_profile,
+                set_memory_pool_limit=lambda pool, size: state.__setitem__("workspace", (pool.name, size)),
+            )
+            return config
+
+        def create_optimization_profile():
+            return _Profile(self, {})
+
+        def build_serialized_network(network, config):
+            record = {"network_flags": state["network_flags"], "flags_set": sorted(state["flags_set"]),
+                      "flags_cleared": sorted(state["flags_cleared"]), "workspace": state.get("workspace"),
+                      "profiles": [p.shapes for p in state["profiles"]],
+                      "config": {k: getattr(v, "name", v) for k, v in config._set.items()}}
+            self.built.append(record)
+            return b"TRTDOUBLE" + json.dumps(record, default=list).encode()
+
+        return StrictObject("Builder", self, create_network=create_network,
+                            create_builder_config=create_builder_config,
+                            create_optimization_profile=create_optimization_profile,
+                            build_serialized_network=build_serialized_network)
+
+    def _parser(self, network, logger):
+        errors: list = []
+
+        def parse_from_file(path):
+            import onnx
+
+            model = onnx.load(path, load_external_data=False)
+            for node in model.graph.node:
+                if node.op_type in self.reject_ops:
+                    errors.append(StrictObject(
+                        "ParserError", self, desc=lambda n=node: f"No importer registered for op: {n.op_type}",
+                        node_name=lambda n=node: n.name, node_operator=lambda n=node: n.op_type,
+                        node=lambda: -1, code=lambda: 8))
+            return not errors
+
+        return _Parser(self, parse_from_file, errors)
+
+    def _runtime(self, logger):
+        def deserialize(data):
+            if not bytes(data).startswith(b"TRTDOUBLE"):
+                return None
+            layers = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution",
+                                  "Outputs": [{"Format/Datatype": "Channel major FP16 format"}]},
+                                 {"Name": "softmax", "LayerType": "SoftMax",
+                                  "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
+            inspector = StrictObject("EngineInspector", self,
+                                     get_engine_information=lambda fmt: json.dumps(layers))
+            return StrictObject("ICudaEngine", self, create_engine_inspector=lambda: inspector)
+
+        return StrictObject("Runtime", self, deserialize_cuda_engine=deserialize)
+
+
+class _ClassProxy:
+    """A TensorRT class: calling it makes an instance; class attributes (``Logger.WARNING``) are checked too."""
+
+    def __init__(self, kind: str, double: TensorRTDouble, factory) -> None:
+        self._kind, self._double, self._factory = kind, double, factory
+
+    def __call__(self, *args, **kwargs):
+        return self._factory(*args, **kwargs)
+
+    def __getattr__(self, item: str):
+        if item.startswith("_") or item not in self._double.surface.members(self._kind):
+            raise AttributeError(f"tensorrt {self._double.version}: {self._kind} has no attribute {item!r}")
+        return EnumValue(f"{self._kind}.Severity", item, 0)
+
+
+class _Profile(StrictObject):
+    def __init__(self, double: TensorRTDouble, shapes: dict) -> None:
+        def set_shape(name, lo, opt, hi):
+            shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+        super().__init__("IOptimizationProfile", double, set_shape=set_shape, get_shape=lambda n: shapes[n])
+        object.__setattr__(self, "shapes", shapes)
+
+
+class _Parser(StrictObject):
+    def __init__(self, double: TensorRTDouble, parse_from_file, errors: list) -> None:
+        super().__init__("OnnxParser", double, parse_from_file=parse_from_file, get_error=lambda i: errors[i])
+        object.__setattr__(self, "_errors", errors)
+
+    def __getattr__(self, item: str):
+        if item == "num_errors":
+            self._check(item)
+            return len(self._errors)
+        return super().__getattr__(item)
