@@ -46,6 +46,7 @@ class BenchOptions:
     iters: int = 20
     threads: int | None = None
     seed: int = 0
+    cuda_graph: bool = False  # TensorRT engines replay a captured CUDA graph per batch size
 
 
 @dataclass
@@ -149,7 +150,7 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
         if proto is not None:
             check_fits(proto, num_classes=model.config.num_classes, size=size, what=f"{arch} ({path.name})")
         before = _rss_mb()
-        runner = open_artifact_runner(path, provider="auto", threads=threads)
+        runner = open_artifact_runner(path, provider="auto", threads=threads, cuda_graph=options.cuda_graph)
         runner.__enter__()
         fixed = tensor_info(proto.graph.input[0]).shape[0] if proto is not None else runner.input_specs[0].shape[0]
         precision = meta.precision if meta else "fp32"

@@ -20,6 +20,8 @@ def bench(
     iters: Annotated[int, typer.Option(help="Timed rounds (each runs every contender once).")] = 20,
     threads: Annotated[int | None, typer.Option(help="CPU threads for every backend [default: torch's].")] = None,
     report: Annotated[Path | None, typer.Option(help="JSON report path (Markdown beside it).")] = None,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay a captured CUDA graph.")]
+    = False,
 ) -> None:
     """Time eager PyTorch and each artifact, interleaved round by round; p50/p90/p99, throughput, ratio to eager."""
     from ..bench.harness import BenchOptions, default_report_path, parse_list, run_bench, write_reports
@@ -32,7 +34,7 @@ def bench(
         raise ConfigError(f"--batch takes comma-separated integers, got {batch!r}") from None
     options = BenchOptions(artifacts=tuple(artifacts), arch=arch, weights=weights,
                            backends=parse_list(backends, kind="backends"), batches=batches, warmup=warmup,
-                           iters=iters, threads=threads)
+                           iters=iters, threads=threads, cuda_graph=cuda_graph)
     with phase_progress("bench") as update:
         result = run_bench(options, progress=update)
     json_path, md_path = write_reports(result, report or default_report_path(

@@ -48,8 +48,10 @@ def test_provider_resolution():
 def test_artifact_dispatch(tmp_path):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"\0" * 16)
-    with pytest.raises(ArtifactError, match="TensorRT"):
-        open_artifact_runner(engine)
+    runner = open_artifact_runner(engine)
+    assert type(runner).__name__ == "TrtRunner"
+    with pytest.raises(ArtifactError, match="no manifest"), runner:  # checked before tensorrt is imported
+        pass
     other = tmp_path / "model.bin"
     other.write_bytes(b"x")
     with pytest.raises(ArtifactError, match="not an ONNX model or TensorRT engine"):
