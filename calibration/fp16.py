@@ -38,7 +38,8 @@ def convert_fp16(
     source = onnx.ModelProto()
     source.CopyFrom(model)
     name_nodes(source)
-    blocked_nodes = [n.name for n in source.graph.node if exclude and _excluded(n, source, exclude)]
+    initializers = {i.name for i in source.graph.initializer}
+    blocked_nodes = [n.name for n in source.graph.node if exclude and _excluded(n, initializers, exclude)]
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         converted = convert_float_to_float16(
@@ -46,8 +47,49 @@ def convert_fp16(
             node_block_list=blocked_nodes,
         )
     del converted.graph.value_info[:]  # stale shapes/types from the conversion's own inference
+    fold_constant_casts(converted.graph)  # blocked layers get Cast(fp16 weight -> fp32): store fp32 weights
     sort_topologically(converted.graph)  # the converter appends its input/output Casts at the end
     return converted
+
+
+def fold_constant_casts(graph: onnx.GraphProto) -> None:
+    """Replace each Cast of an initializer by the cast initializer; drop initializers nothing uses any more."""
+    from onnx import helper, numpy_helper
+
+    initializers = {i.name: i for i in graph.initializer}
+    folded, keep, sources = [], [], {}
+    for node in graph.node:
+        if node.op_type == "Cast" and node.input[0] in initializers:
+            to = next(a.i for a in node.attribute if a.name == "to")
+            value = numpy_helper.to_array(initializers[node.input[0]])
+            folded.append(numpy_helper.from_array(value.astype(helper.tensor_dtype_to_np_dtype(to)), node.output[0]))
+            sources[node.output[0]] = node.input[0]
+        else:
+            keep.append(node)
+    if not folded:
+        return
+    # A weight whose only use was the Cast keeps its own name (fc.weight), so exclusions stay readable.
+    still_used = {name for node in keep for name in node.input}
+    renames = {}
+    for tensor in folded:
+        source = sources[tensor.name]
+        if source not in still_used and source not in renames.values():
+            renames[tensor.name] = source
+            tensor.name = source
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+    del graph.node[:]
+    graph.node.extend(keep)
+    folded_names = {t.name for t in folded}
+    graph_initializers = [i for i in graph.initializer if i.name not in folded_names]
+    del graph.initializer[:]
+    graph.initializer.extend(graph_initializers)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    remaining = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(remaining + folded)
 
 
 def sort_topologically(graph: onnx.GraphProto) -> None:
@@ -71,8 +113,7 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
     graph.node.extend(copies)
 
 
-def _excluded(node: onnx.NodeProto, model: onnx.ModelProto, patterns: Sequence[str]) -> bool:
-    initializers = {i.name for i in model.graph.initializer}
+def _excluded(node: onnx.NodeProto, initializers: set[str], patterns: Sequence[str]) -> bool:
     weights = [name for name in node.input if name in initializers and name.endswith(".weight")]
     owners = [w[: -len(".weight")] for w in weights] or [node.name]
     return any(fnmatch.fnmatchcase(o, p) or fnmatch.fnmatchcase(block_of(o), p) for o in owners for p in patterns)

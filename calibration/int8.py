@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from exporters.verify import fit_batch
 from resnest_deploy.errors import ConfigError
 
 METHODS = ("entropy", "max", "percentile")
@@ -260,8 +261,8 @@ class _Reader:
         self._batches = []
         for start in range(0, len(data), batch):
             x = data[start:start + batch]
-            if pad and len(x) < batch:
-                x = np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
+            if pad:
+                x = fit_batch(x, batch)
             self._batches.append({name: np.ascontiguousarray(x, dtype=np.float32)})
         self._index = 0
 

@@ -20,7 +20,7 @@ import onnx
 from exporters.graph import inspect_onnx, load_onnx, tensor_info
 from exporters.metadata import ArtifactMeta, library_versions, read_metadata, write_manifest, write_metadata
 from exporters.qdq_rules import RuleCheck, check_qdq_rules, has_qdq
-from exporters.verify import ort_session
+from exporters.verify import ort_session, run_batched
 from resnest_deploy.atomic import atomic_path, ensure_writable_dir
 from resnest_deploy.errors import ConfigError, VerificationError
 from resnest_deploy.models import get_config
@@ -285,16 +285,9 @@ def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     session = ort_session(model)
     dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    fixed = dim.dim_value if dim.HasField("dim_value") else None
-    step = fixed or 16
-    outs = []
-    for start in range(0, len(x), step):
-        part = x[start:start + step]
-        n = len(part)
-        if fixed and n < fixed:
-            part = np.concatenate([part, np.repeat(part[-1:], fixed - n, axis=0)])
-        outs.append(session.run(None, {session.get_inputs()[0].name: part})[0][:n])
-    return np.concatenate(outs).astype(np.float64)
+    name = session.get_inputs()[0].name
+    return run_batched(lambda a: session.run(None, {name: a})[0], x,
+                       fixed=dim.dim_value if dim.HasField("dim_value") else None, step=16).astype(np.float64)
 
 
 def _agreement(ref: np.ndarray, out: np.ndarray) -> Agreement:

@@ -6,6 +6,7 @@ The tolerance is relative to the logits' scale: max-abs <= 1e-4 * max(1, max|log
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,25 @@ class Comparison:
 
     def to_dict(self) -> dict[str, object]:
         return {**self.__dict__, "passed": self.passed}
+
+
+def fit_batch(x: np.ndarray, batch: int) -> np.ndarray:
+    """``x`` cut or padded (by repeating its last sample) to exactly ``batch`` samples."""
+    if len(x) >= batch:
+        return x[:batch]
+    return np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
+
+
+def run_batched(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, *, fixed: int | None,
+                step: int | None = None) -> np.ndarray:
+    """Run ``x`` in chunks: of a graph's fixed batch (the last chunk padded, its padding dropped from the
+    result), else of ``step`` samples (default: all at once)."""
+    size = fixed or step or len(x)
+    outputs = []
+    for start in range(0, len(x), size):
+        chunk = x[start:start + size]
+        outputs.append(run(fit_batch(chunk, fixed) if fixed else chunk)[: len(chunk)])
+    return np.concatenate(outputs)
 
 
 def with_dynamic_hw(model: onnx.ModelProto) -> onnx.ModelProto:

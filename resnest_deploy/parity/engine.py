@@ -14,6 +14,7 @@ import torch
 
 from calibration.images import ImageSet, find_images, iter_batches
 from exporters.graph import check_fits, load_onnx
+from exporters.verify import fit_batch, run_batched
 from exporters.metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
 
 from ..errors import ArtifactError, ConfigError, WeightsMismatchError
@@ -208,7 +209,7 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
         fixed = spec.shape[0] if isinstance(spec.shape[0], int) else None
         for x, batch_names, batch_labels in batches:
             if first_batch is None:
-                first_batch = x[:4] if fixed is None else _fit_batch(x, fixed)
+                first_batch = x[:4] if fixed is None else fit_batch(x, fixed)
             eager_logits.append(eager.infer({"input": x})["logits"])
             art_logits.append(_run_in_chunks(artifact, spec.name, x, fixed))
             names += batch_names
@@ -250,23 +251,9 @@ def _load_artifact(path: Path) -> tuple[Any, ArtifactMeta | None]:
     return proto, read_metadata(proto)
 
 
-def _fit_batch(x: np.ndarray, batch: int) -> np.ndarray:
-    """``x`` cut or padded (by repeating its last sample) to exactly ``batch`` samples."""
-    if len(x) >= batch:
-        return x[:batch]
-    return np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
-
-
 def _run_in_chunks(runner, name: str, x: np.ndarray, fixed: int | None) -> np.ndarray:
     """Run ``x`` through ``runner``; an artifact with a fixed batch gets padded chunks of that size."""
-    if fixed is None or len(x) == fixed:
-        return next(iter(runner.infer({name: x}).values())).astype(np.float32)
-    outputs = []
-    for start in range(0, len(x), fixed):
-        chunk = x[start:start + fixed]
-        out = next(iter(runner.infer({name: _fit_batch(chunk, fixed)}).values()))
-        outputs.append(out[: len(chunk)].astype(np.float32))
-    return np.concatenate(outputs)
+    return run_batched(lambda a: next(iter(runner.infer({name: a}).values())).astype(np.float32), x, fixed=fixed)
 
 
 def _accuracy(images: ImageSet, labels: list, eager: np.ndarray, artifact: np.ndarray, num_classes: int,

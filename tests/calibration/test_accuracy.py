@@ -83,3 +83,17 @@ def test_sensitivity_ranks_every_block(trained, tmp_path):
     assert errors == sorted(errors, reverse=True) and errors[0] > 0
     # each suggestion names a block of the ranking
     assert all(p.removesuffix(".*") in blocks for p in result.suggested_exclude)
+
+
+def test_fp16_exclusions_and_kept_ops_stay_float32(trained, tmp_path):
+    result = quantize_onnx(QuantizeOptions(model=trained.onnx, precision="fp16", exclude=("fc", "layer4.*"),
+                                           keep_fp32_ops=("Softmax",), output=tmp_path / "m.fp16.onnx"))
+    model = onnx.load(str(result.path))
+    f = onnx.TensorProto
+    types = {i.name: i.data_type for i in model.graph.initializer if i.name.endswith(".weight")}
+    assert types["fc.weight"] == f.FLOAT and types["layer1.0.conv1.weight"] == f.FLOAT16
+    assert all(t == f.FLOAT for n, t in types.items() if n.startswith("layer4."))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for softmax in (n for n in model.graph.node if n.op_type == "Softmax"):
+        cast = producers[softmax.input[0]]
+        assert cast.op_type == "Cast" and next(a.i for a in cast.attribute if a.name == "to") == f.FLOAT
