@@ -22,7 +22,7 @@ from resnest_deploy.errors import ArtifactError, ConfigError
 from resnest_deploy.models import get_config
 from resnest_deploy.models.registry import list_models
 
-from .metadata import ArtifactMeta, read_metadata
+from .metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
 from .qdq_rules import check_qdq_rules, has_qdq
 
 INPUT_NAME = "input"
@@ -118,6 +118,23 @@ def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) 
     if model.ir_version <= 0 or not model.graph.node:
         raise ArtifactError(f"{path}: not an ONNX model (no graph)")
     return model
+
+
+def load_artifact(path: str | os.PathLike[str], *, load_external_data: bool = True
+                  ) -> tuple[onnx.ModelProto | None, ArtifactMeta | None]:
+    """(graph, metadata) of an ONNX file; (None, metadata from its manifest) of a TensorRT engine.
+
+    Raises:
+        ArtifactError: Missing or unreadable file; an engine without its manifest.
+    """
+    path = Path(path)
+    if is_engine(path):
+        manifest = read_manifest(path) if path.is_file() else None
+        if manifest is None:
+            raise ArtifactError(f"{path}: no such engine, or no manifest ({path.name}.json) beside it")
+        return None, meta_from_manifest(manifest)
+    model = load_onnx(path, load_external_data=load_external_data)
+    return model, read_metadata(model)
 
 
 def default_opset(model: onnx.ModelProto) -> int:

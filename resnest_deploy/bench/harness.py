@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from exporters.graph import check_fits, load_onnx, tensor_info
-from exporters.metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
+from exporters.graph import check_fits, load_artifact, tensor_info
+from exporters.metadata import is_engine
 
 from ..atomic import write_text_atomic
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError
 from ..models import create_model, get_config
 from ..models.batchnorm import synthetic_images
 from ..runners.base import Runner
@@ -108,16 +108,6 @@ def _validate(options: BenchOptions) -> None:
         raise ConfigError("nothing to time: give an artifact or the eager backend")
 
 
-def _artifact_meta(path: Path) -> tuple[ArtifactMeta | None, Any]:
-    if is_engine(path):
-        manifest = read_manifest(path) if path.is_file() else None
-        if manifest is None:
-            raise ArtifactError(f"{path}: no such engine, or no manifest ({path.name}.json) beside it")
-        return meta_from_manifest(manifest), None
-    proto = load_onnx(path, load_external_data=False)
-    return read_metadata(proto), proto
-
-
 def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> BenchResult:
     """Time the eager model and every artifact at every batch size, interleaved.
 
@@ -134,7 +124,8 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
             raise ConfigError(f"{path} is an ONNX file but the ort backend is not selected")
         if is_engine(path) and "trt" not in options.backends:
             raise ConfigError(f"{path} is a TensorRT engine: add the trt backend (--backends ...,trt)")
-        metas.append((path, *_artifact_meta(path)))
+        proto, meta = load_artifact(path, load_external_data=False)
+        metas.append((path, meta, proto))
     arch = options.arch or next((m.arch for _, m, _ in metas if m), None)
     if arch is None:
         raise ConfigError("no architecture: pass --arch (the artifacts carry no resnest-deploy metadata)")

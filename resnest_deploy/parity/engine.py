@@ -7,17 +7,16 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from calibration.images import ImageSet, find_images, iter_batches
-from exporters.graph import check_fits, load_onnx
+from exporters.graph import check_fits, load_artifact
+from exporters.metadata import ArtifactMeta
 from exporters.verify import fit_batch, run_batched
-from exporters.metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
 
-from ..errors import ArtifactError, ConfigError, WeightsMismatchError
+from ..errors import ConfigError, WeightsMismatchError
 from ..models import InputConfig, create_model, get_config
 from ..models.batchnorm import synthetic_images
 from ..models.weights import file_sha256
@@ -192,7 +191,7 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
         raise ConfigError(f"--batch must be >= 1, got {options.batch}")
     if options.samples is not None and options.samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {options.samples}")
-    proto, meta = _load_artifact(Path(options.artifact))
+    proto, meta = load_artifact(options.artifact)
     arch = _resolve_arch(options, meta)
     cfg = meta.input if meta else get_config(arch).input
     model = options.model if options.model is not None else _eager_model(options, arch, meta)
@@ -238,17 +237,6 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
         else:
             result.localization = localize(eager, proto, first_batch, tolerance=STAGE_TOLERANCE[precision])
     return result
-
-
-def _load_artifact(path: Path) -> tuple[Any, ArtifactMeta | None]:
-    """(ModelProto, metadata) of an ONNX file; (None, metadata from the manifest) of a TensorRT engine."""
-    if is_engine(path):
-        if not path.is_file():
-            raise ArtifactError(f"{path}: no such engine")
-        manifest = read_manifest(path)
-        return None, meta_from_manifest(manifest) if manifest else None
-    proto = load_onnx(path)
-    return proto, read_metadata(proto)
 
 
 def _run_in_chunks(runner, name: str, x: np.ndarray, fixed: int | None) -> np.ndarray:
