@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from exporters.graph import default_opset, fixed_batch
 from exporters.verify import fit_batch
 from resnest_deploy.errors import ConfigError
 
@@ -206,7 +207,7 @@ def calibrate(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown calibration method {method!r}; use one of {', '.join(METHODS)}")
-    fixed = _fixed_batch(model)
+    fixed = fixed_batch(model)
     step = fixed or batch
     with tempfile.TemporaryDirectory(prefix="resnest-deploy-calib-") as tmp:
         path = Path(tmp) / "model.onnx"
@@ -273,16 +274,14 @@ class _Reader:
         return self._batches[self._index - 1]
 
 
-def _fixed_batch(model: onnx.ModelProto) -> int | None:
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.dim_value if dim.HasField("dim_value") else None
-
 
 # ------------------------------------------------------------------------------------------------- insertion
 
 
 def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> onnx.ModelProto:
     """A copy of ``model`` with the plan's Q/DQ pairs (activations) and INT8 weights + DequantizeLinear."""
+    if default_opset(model) < 13:
+        raise ConfigError("per-channel Q/DQ needs opset >= 13")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -345,6 +344,4 @@ def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> on
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep + new_inits)
-    if not any(o.domain in ("", "ai.onnx") and o.version >= 13 for o in out.opset_import):
-        raise ConfigError("per-channel Q/DQ needs opset >= 13")
     return out

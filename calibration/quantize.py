@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from exporters.graph import inspect_onnx, load_onnx, tensor_info
+from exporters.graph import default_opset, fixed_batch, inspect_onnx, load_onnx, tensor_info
 from exporters.metadata import ArtifactMeta, library_versions, read_metadata, write_manifest, write_metadata
 from exporters.qdq_rules import RuleCheck, check_qdq_rules, has_qdq
 from exporters.verify import ort_session, run_batched
@@ -151,7 +151,7 @@ def resolve_meta(model: onnx.ModelProto, path: Path, arch: str | None, img_size:
     inputs = resnest_input(size) if cfg.input.resize_mode == "crop_then_resize" else replace(cfg.input, size=size)
     batch = shape[0] if shape and isinstance(shape[0], int) else "dynamic"
     return ArtifactMeta(arch=arch, num_classes=classes, input=inputs, weights="unknown (ONNX without metadata)",
-                        opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0),
+                        opset=default_opset(model),
                         batch=str(batch))
 
 
@@ -284,10 +284,9 @@ def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     session = ort_session(model)
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     name = session.get_inputs()[0].name
-    return run_batched(lambda a: session.run(None, {name: a})[0], x,
-                       fixed=dim.dim_value if dim.HasField("dim_value") else None, step=16).astype(np.float64)
+    return run_batched(lambda a: session.run(None, {name: a})[0], x, fixed=fixed_batch(model),
+                       step=16).astype(np.float64)
 
 
 def _agreement(ref: np.ndarray, out: np.ndarray) -> Agreement:

@@ -137,6 +137,12 @@ def load_artifact(path: str | os.PathLike[str], *, load_external_data: bool = Tr
     return model, read_metadata(model)
 
 
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch size a graph's first input is fixed to, or None when the batch axis is dynamic."""
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     """The default-domain opset a model imports."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

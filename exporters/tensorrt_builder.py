@@ -367,7 +367,7 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
     )
     script = write_text_atomic(folder / SCRIPT_NAME, text)
     script.chmod(0o755)
-    (folder / "build-options.json").write_text(json.dumps(
+    write_text_atomic(folder / "build-options.json", json.dumps(
         {"onnx": model_name, "onnx_sha256": plan.onnx_sha256, "precision": plan.precision,
          "profile": [list(s) for s in plan.shapes], "args": args}, indent=2) + "\n")
     return script

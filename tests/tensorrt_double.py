@@ -27,6 +27,7 @@ class Surface:
     version: str
     names: set[str] = field(default_factory=set)
     sections: dict[str, set[str]] = field(default_factory=dict)
+    enum_order: dict[str, list[str]] = field(default_factory=dict)  # the bindings' member order (flag bits)
 
     def members(self, kind: str) -> set[str]:
         return self.sections.get(kind, set())
@@ -50,7 +51,9 @@ def _parse(path: Path, surface: Surface) -> None:
         elif "[" in line:
             surface.sections[section].add(line.split()[0])
         else:
-            surface.sections[section].update(m.strip() for m in line.split(",") if m.strip())
+            members = [m.strip() for m in line.split(",") if m.strip()]
+            surface.sections[section].update(members)
+            surface.enum_order.setdefault(section, []).extend(members)
 
 
 def load_surface(version: str) -> Surface:
@@ -146,22 +149,13 @@ class TensorRTDouble(types.ModuleType):
         members = self.surface.members(item)
         if members and all(m[:1].isupper() for m in members):
             if item not in self._enums:
-                order = self._enum_order(item)
+                order = self.surface.enum_order.get(item) or sorted(members)
                 self._enums[item] = StrictEnum(item, order, self.version)
             return self._enums[item]
         def unmodelled(*args, **kwargs):
             raise NotImplementedError(f"tensorrt.{item} exists in {self.version} but the test double does not model it")
 
         return _ClassProxy(item, self, unmodelled)
-
-    def _enum_order(self, name: str) -> list[str]:
-        # Keep the order of the surface file, which is the bindings' member order (the flag bit positions).
-        for path in (DATA / f"tensorrt-{self.version}-api.txt", DATA / "supplement.txt"):
-            lines = path.read_text(encoding="utf-8").splitlines()
-            for i, line in enumerate(lines):
-                if line.strip() == f"## {name}" and i + 1 < len(lines) and "[" not in lines[i + 1]:
-                    return [m.strip() for m in lines[i + 1].split(",") if m.strip()]
-        return sorted(self.surface.members(name))
 
     # -- factories ---------------------------------------------------------------------------------------
     def _logger(self, severity=None):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from exporters.graph import check_fits, load_artifact, tensor_info
+from exporters.graph import check_fits, fixed_batch, load_artifact
 from exporters.metadata import is_engine
 
 from ..atomic import write_text_atomic
@@ -143,7 +143,7 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
         before = _rss_mb()
         runner = open_artifact_runner(path, provider="auto", threads=threads, cuda_graph=options.cuda_graph)
         runner.__enter__()
-        fixed = tensor_info(proto.graph.input[0]).shape[0] if proto is not None else runner.input_specs[0].shape[0]
+        fixed = fixed_batch(proto) if proto is not None else runner.input_specs[0].shape[0]
         precision = meta.precision if meta else "fp32"
         label = runner.name.replace("ExecutionProvider", "")
         loaded.append(_Loaded(f"{label} {precision} ({path.name})", "trt" if proto is None else "ort", precision,
