@@ -35,7 +35,7 @@ import torch
 
 from resnest_deploy.bench import Contender, environment, measure_interleaved
 from resnest_deploy.models import create_model, reestimate_batchnorm
-from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.synthetic import synthetic_images
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- export_ort:start -->", "<!-- export_ort:end -->"

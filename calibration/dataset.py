@@ -19,6 +19,7 @@ import numpy as np
 
 from resnest_deploy.atomic import atomic_path
 from resnest_deploy.errors import ConfigError
+from resnest_deploy.hashing import record_sha256
 from resnest_deploy.models import InputConfig
 
 from .images import ImageSet, find_images, iter_batches, read_list_file
@@ -62,6 +63,21 @@ def default_cache_dir() -> Path:
         return Path(os.environ["RESNEST_DEPLOY_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "resnest-deploy"
+
+
+def check_source(source: str | os.PathLike[str]) -> None:
+    """Check that a calibration source exists (a folder, a list file or ``synthetic``) before any work starts.
+
+    Raises:
+        ConfigError: Missing, or neither a folder nor a file.
+    """
+    if str(source) == SYNTHETIC:
+        return
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such calibration folder or list file")
+    if not (path.is_dir() or path.is_file()):
+        raise ConfigError(f"{path}: not a folder or a list file")
 
 
 def open_source(source: str | os.PathLike[str]) -> ImageSet:
@@ -167,10 +183,10 @@ def _store(path: Path, array: np.ndarray, files: list[str], skipped: list[tuple[
 def _synthetic(cfg: InputConfig, count: int, seed: int) -> CalibrationData:
     import torch
 
-    from resnest_deploy.models.batchnorm import synthetic_images
+    from resnest_deploy.models.synthetic import synthetic_images
 
     array = synthetic_images(count, cfg.size, torch.Generator().manual_seed(seed)).numpy()
-    key = hashlib.sha256(f"synthetic:{count}:{seed}:{cfg.size}".encode()).hexdigest()
+    key = record_sha256({"source": SYNTHETIC, "count": count, "seed": seed, "size": cfg.size})
     warning = ("calibrating on synthetic images: fine for checking the pipeline on a random-init model, "
                "not representative of real data")
     return CalibrationData(array, SYNTHETIC, [], key, warnings=[warning])

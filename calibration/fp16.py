@@ -3,20 +3,23 @@
 The conversion is ONNX Runtime's ``onnxruntime.transformers.float16`` (maintained with ORT; no extra
 dependency): initializers and tensors become float16, the graph keeps FP32 input and output with Casts, and
 node types in ``keep_fp32_ops`` (plus nodes whose owner matches an ``exclude`` pattern) stay float32 behind
-Casts. Softmax stays a native Softmax op either way.
+Casts. Softmax stays a native Softmax op either way. Exclusions use the same layer rule as INT8
+(:mod:`resnest_deploy.calibration.layers`): ``--exclude layer4.*`` keeps every node of those blocks in float32.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import io
 import warnings
 from collections.abc import Sequence
 
 import onnx
 
-from .int8 import block_of, name_nodes
+from resnest_deploy.errors import ConfigError
+from resnest_deploy.exporters.graph_index import drop_unused_initializers, name_nodes, sort_topologically
+
+from .layers import LayerMap, layer_map
 
 # Measured on the trained resnest14d and resnest50 (docs/quantization.md): the whole graph in FP16 meets the
 # FP16 tolerances; nothing has to stay FP32 by default. Users can keep op types or blocks in FP32.
@@ -24,22 +27,33 @@ DEFAULT_KEEP_FP32_OPS: tuple[str, ...] = ()
 
 
 def convert_fp16(
-    model: onnx.ModelProto, *, keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS, exclude: Sequence[str] = (),
+    model: onnx.ModelProto, stage_names: Sequence[str], *, keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS,
+    exclude: Sequence[str] = (),
 ) -> onnx.ModelProto:
     """An FP16-typed copy of an FP32 graph with FP32 input and output.
 
     Args:
         model: The FP32 graph.
+        stage_names: The model's stages (``ModelConfig.stage_names()``), for ``exclude``.
         keep_fp32_ops: Op types left in float32 (e.g. ``Softmax``, ``ReduceMean``, ``Gemm``).
-        exclude: fnmatch patterns on weight owners or blocks (``layer4.*``, ``fc``, ``stem``) left in float32.
+        exclude: fnmatch patterns on layers or stages (``layer4.*``, ``fc``, ``stem``) left in float32.
+
+    Raises:
+        ConfigError: An op type in ``keep_fp32_ops`` or a pattern in ``exclude`` matches nothing in the graph.
     """
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     source = onnx.ModelProto()
     source.CopyFrom(model)
     name_nodes(source)
-    initializers = {i.name for i in source.graph.initializer}
-    blocked_nodes = [n.name for n in source.graph.node if exclude and _excluded(n, initializers, exclude)]
+    present = {n.op_type for n in source.graph.node}
+    absent = [op for op in keep_fp32_ops if op not in present]
+    if absent:
+        raise ConfigError(f"--keep-fp32 {absent[0]!r}: no such op in this graph; its ops are "
+                          f"{', '.join(sorted(present))}")
+    layers: LayerMap = layer_map(source, stage_names)
+    layers.check_patterns(exclude, "--exclude")
+    blocked_nodes = [n.name for n in source.graph.node if exclude and layers.matches(n.name, exclude)]
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         converted = convert_float_to_float16(
@@ -86,34 +100,5 @@ def fold_constant_casts(graph: onnx.GraphProto) -> None:
     graph_initializers = [i for i in graph.initializer if i.name not in folded_names]
     del graph.initializer[:]
     graph.initializer.extend(graph_initializers)
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    remaining = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(remaining + folded)
-
-
-def sort_topologically(graph: onnx.GraphProto) -> None:
-    """Reorder nodes so each comes after the producers of its inputs (ONNX requires it; so do parsers)."""
-    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending = list(graph.node)
-    ordered: list[onnx.NodeProto] = []
-    while pending:
-        ready = [n for n in pending if all(name in available for name in n.input)]
-        if not ready:
-            raise ValueError(f"graph has a cycle or a dangling input at {pending[0].name}")
-        ready_ids = {id(n) for n in ready}
-        for node in ready:
-            ordered.append(node)
-            available.update(node.output)
-        pending = [n for n in pending if id(n) not in ready_ids]
-    copies = [onnx.NodeProto() for _ in ordered]
-    for copy, node in zip(copies, ordered):
-        copy.CopyFrom(node)
-    del graph.node[:]
-    graph.node.extend(copies)
-
-
-def _excluded(node: onnx.NodeProto, initializers: set[str], patterns: Sequence[str]) -> bool:
-    weights = [name for name in node.input if name in initializers and name.endswith(".weight")]
-    owners = [w[: -len(".weight")] for w in weights] or [node.name]
-    return any(fnmatch.fnmatchcase(o, p) or fnmatch.fnmatchcase(block_of(o), p) for o in owners for p in patterns)
+    graph.initializer.extend(folded)
+    drop_unused_initializers(graph)

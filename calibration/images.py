@@ -78,7 +78,12 @@ def read_list_file(path: str | os.PathLike[str]) -> ImageSet:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such list file")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise ConfigError(f"{path}: is an image; give the folder of images, or a text file listing them")
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a text file listing images ({type(exc).__name__})") from None
     files = tuple(sorted({(path.parent / n).resolve() for n in names if not n.startswith("#")}))
     if not files:
         raise ConfigError(f"{path}: lists no images")

@@ -11,7 +11,8 @@ Placement (NVIDIA's explicit-quantization rules):
   TensorRT fuses the branch's last Conv with the Add.
 
 The identity input of an Add is the one with fewer Conv layers above it (the shortcut passes 0 or 1 Conv,
-the branch 2-3), which holds for every block of this model family and needs no names.
+the branch 2-3), which holds for every block of this model family and needs no names (depths come from the
+:class:`~resnest_deploy.calibration.layers.LayerMap`, which also names every site's layer and stage).
 
 Calibration statistics are ONNX Runtime's (``MinMaxCalibrater``, ``EntropyCalibrater``,
 ``PercentileCalibrater``), computed only for the tensors that get a Q/DQ pair.
@@ -26,18 +27,30 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from exporters.graph import default_opset, fixed_batch
-from exporters.verify import fit_batch
+from resnest_deploy.batching import chunks, fit_batch
 from resnest_deploy.errors import ConfigError
+from resnest_deploy.exporters.graph_index import GraphIndex, attr, default_opset, drop_unused_initializers, fixed_batch
 
-METHODS = ("entropy", "max", "percentile")
-WEIGHTED = ("Conv", "Gemm")
+from .layers import WEIGHTED, LayerMap
+
+
+
+class Method(str, Enum):
+    """INT8 calibration method (ONNX Runtime's calibrators)."""
+
+    percentile = "percentile"
+    max = "max"
+    entropy = "entropy"
+
+
+METHODS = tuple(m.value for m in Method)
 # The attention path of ResNeSt (split attention fc1/fc2), SKNet (fc_reduce/fc_select) and SE blocks: 1x1 convs
 # on pooled 1x1 maps. Kept in float by default (see docs/quantization.md for the measurement).
 ATTENTION_PATTERNS = ("*.fc1", "*.fc2", "*.attn.fc_reduce", "*.attn.fc_select")
@@ -91,75 +104,34 @@ class Plan:
         return Plan(tuple(u for u in self.uses if u.block in keep), self.excluded)
 
 
-def name_nodes(model: onnx.ModelProto) -> None:
-    """Give every unnamed node a unique name (the plan refers to nodes by name)."""
-    taken: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        if not node.name or node.name in taken:
-            name = f"{node.op_type}_{i}"
-            while name in taken:
-                name += "_"
-            node.name = name
-        taken.add(node.name)
-
-
-def _owner(node: onnx.NodeProto, initializers: set[str]) -> str:
-    weight = node.input[1] if len(node.input) > 1 else ""
-    if weight in initializers and not weight.startswith(("val_", "onnx::")):
-        return weight.removesuffix(".weight")
-    return node.name
-
-
-def block_of(owner: str) -> str:
-    """``layer3.1.conv2.conv`` -> ``layer3.1``; ``fc`` -> ``fc``; stem convs -> ``stem``."""
-    parts = owner.split(".")
-    if parts[0].startswith("layer") and len(parts) >= 2 and parts[1].isdigit():
-        return ".".join(parts[:2])
-    if parts[0] in ("fc", "head", "classifier"):
-        return parts[0]
-    return "stem"
-
-
-def plan_qdq(model: onnx.ModelProto, *, exclude: Sequence[str] = (), quantize_attention: bool = False) -> Plan:
-    """Find every Q/DQ site of a float graph and drop those whose owner matches an ``exclude`` pattern.
+def plan_qdq(model: onnx.ModelProto, layers: LayerMap, *, exclude: Sequence[str] = (),
+             quantize_attention: bool = False) -> Plan:
+    """Find every Q/DQ site of a float graph and drop those whose layer or stage matches an ``exclude`` pattern.
 
     Args:
-        model: FP32 graph (BatchNorm folded), nodes named (see :func:`name_nodes`).
-        exclude: fnmatch patterns on owners (``layer4.*``, ``*.conv2.fc1``, ``stem``, ``layer1.0.residual``).
+        model: FP32 graph (BatchNorm folded), nodes named (``graph_index.name_nodes``).
+        layers: The graph's :class:`LayerMap` (the one ownership rule shared with FP16).
+        exclude: fnmatch patterns on layers or stages (``layer4.*``, ``*.conv2.fc1``, ``stem``,
+            ``layer1.0.residual``).
         quantize_attention: Also quantize the attention path (excluded by default).
     """
     graph = model.graph
-    initializers = {i.name for i in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-    depth: dict[str, int] = {i.name: 0 for i in graph.input}
-    for node in graph.node:
-        base = max((depth.get(name, 0) for name in node.input if name not in initializers), default=0)
-        for out in node.output:
-            depth[out] = base + (1 if node.op_type in WEIGHTED else 0)
-
+    index = GraphIndex(graph)
     uses: list[Use] = []
     for node in graph.node:
-        if node.op_type in WEIGHTED and len(node.input) > 1 and node.input[1] in initializers:
-            owner = _owner(node, initializers)
-            block = block_of(owner)
-            uses.append(Use(node.input[0], node.name, 0, owner, block, "activation"))
+        layer, stage = layers.layers[node.name], layers.stages[node.name]
+        if node.op_type in WEIGHTED and len(node.input) > 1 and node.input[1] in index.initializers:
+            uses.append(Use(node.input[0], node.name, 0, layer, stage, "activation"))
             axis = 0
             if node.op_type == "Gemm":
-                trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-                axis = 0 if trans_b else 1
-            uses.append(Use(node.input[1], node.name, 1, owner, block, "weight", axis))
-        elif node.op_type == "Add" and _is_residual(node, consumers, initializers):
-            a, b = node.input[0], node.input[1]
-            if depth.get(a, 0) == depth.get(b, 0):
+                axis = 0 if attr(node, "transB", 0) else 1
+            uses.append(Use(node.input[1], node.name, 1, layer, stage, "weight", axis))
+        elif node.op_type == "Add" and _is_residual(node, index):
+            a, b = (layers.depth.get(name, 0) for name in node.input[:2])
+            if a == b:
                 continue
-            identity, branch = (0, b) if depth.get(a, 0) < depth.get(b, 0) else (1, a)
-            conv = _conv_above(branch, producers, depth)
-            block = block_of(_owner(conv, initializers)) if conv is not None else "stem"
-            uses.append(Use(node.input[identity], node.name, identity, f"{block}.residual", block, "residual"))
+            identity = 0 if a < b else 1
+            uses.append(Use(node.input[identity], node.name, identity, f"{stage}.residual", stage, "residual"))
 
     patterns = list(exclude) + ([] if quantize_attention else list(ATTENTION_PATTERNS))
     kept = tuple(u for u in uses if not _matches(u, patterns))
@@ -171,21 +143,10 @@ def _matches(use: Use, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(use.owner, p) or fnmatch.fnmatchcase(use.block, p) for p in patterns)
 
 
-def _is_residual(node: onnx.NodeProto, consumers: dict, initializers: set[str]) -> bool:
-    if len(node.input) != 2 or any(name in initializers for name in node.input):
+def _is_residual(node: onnx.NodeProto, index: GraphIndex) -> bool:
+    if len(node.input) != 2 or any(name in index.initializers for name in node.input):
         return False
-    return any(c.op_type == "Relu" for c in consumers.get(node.output[0], []))
-
-
-def _conv_above(tensor: str, producers: dict, depth: dict[str, int]) -> onnx.NodeProto | None:
-    """The nearest Conv above ``tensor``, following the deepest input (the branch, not an SE gate's source)."""
-    node = producers.get(tensor)
-    while node is not None and node.op_type not in WEIGHTED:
-        inputs = [name for name in node.input if name in producers]
-        if not inputs:
-            return None
-        node = producers[max(inputs, key=lambda name: depth.get(name, 0))]
-    return node
+    return any(c.op_type == "Relu" for c in index.users(node.output[0]))
 
 
 # ----------------------------------------------------------------------------------------------- calibration
@@ -197,31 +158,39 @@ def calibrate(
 ) -> dict[str, float]:
     """Absolute range (amax) of each tensor over ``data``, by ONNX Runtime's calibrator for ``method``.
 
+    Any number of images works: ONNX Runtime's histogram calibrators stack the outputs of one ``collect_data``
+    call into one array, so each call is given batches of a single shape (whole batches, or the remainder on its
+    own) and the calibrator merges the calls' histograms. ``max`` gives the same amax whatever the batch split.
+
     Args:
         model: The float graph.
         tensors: Tensors to calibrate.
-        data: Preprocessed images [N, 3, H, W].
+        data: Preprocessed images [N, 3, H, W], N >= 1.
         method: ``max`` (MinMax), ``entropy`` (KL divergence, 2048 bins into 128) or ``percentile`` (99.99%).
-        batch: Images per inference.
+        batch: Images per inference (ignored for graphs with a fixed batch: their own batch is used).
         progress: Called with (images done, total).
+
+    Raises:
+        ConfigError: Unknown method, bad batch, or no images.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown calibration method {method!r}; use one of {', '.join(METHODS)}")
+    if batch < 1:
+        raise ConfigError(f"calibration batch must be >= 1, got {batch}")
+    if len(data) == 0:
+        raise ConfigError("no calibration images")
     fixed = fixed_batch(model)
     step = fixed or batch
     with tempfile.TemporaryDirectory(prefix="resnest-deploy-calib-") as tmp:
         path = Path(tmp) / "model.onnx"
         onnx.save_model(model, str(path))
-        calibrator = _calibrator(method, path, Path(tmp) / "augmented.onnx", tensors)
-        # Histogram calibrators keep every output of a collect_data call in memory: feed chunks.
-        chunk = max(step, 32 // step * step)
+        calibrator = _calibrator(Method(method).value, path, Path(tmp) / "augmented.onnx", tensors)
         done = 0
-        for start in range(0, len(data), chunk):
-            part = data[start:start + chunk]
-            reader = _Reader(part, step, fixed is not None, model.graph.input[0].name)
+        for start, stop in uniform_calls(len(data), step):
+            reader = _Reader(data[start:stop], step, fixed is not None, model.graph.input[0].name)
             with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print as they go
                 calibrator.collect_data(reader)
-            done += len(part)
+            done = stop
             if progress:
                 progress(done, len(data))
         with contextlib.redirect_stdout(io.StringIO()):
@@ -232,6 +201,20 @@ def calibrate(
             lo, hi = ranges[name].range_value
             amax[name] = float(max(np.abs(np.asarray(lo)).max(), np.abs(np.asarray(hi)).max()))
     return amax
+
+
+def uniform_calls(total: int, step: int, per_call: int = 32) -> list[tuple[int, int]]:
+    """(start, stop) ranges of ``collect_data`` calls in which every batch of ``step`` images has one shape.
+
+    Whole batches go in calls of about ``per_call`` images (histogram calibrators keep every output of a call
+    in memory); a remainder smaller than ``step`` gets a call of its own.
+    """
+    whole = total - total % step
+    size = max(step, per_call // step * step)
+    calls = [(start, stop) for start, stop in chunks(whole, size)]
+    if whole < total:
+        calls.append((whole, total))
+    return calls
 
 
 def _calibrator(method: str, path: Path, augmented: Path, tensors: Sequence[str]):
@@ -260,8 +243,8 @@ class _Reader:
 
     def __init__(self, data: np.ndarray, batch: int, pad: bool, name: str) -> None:
         self._batches = []
-        for start in range(0, len(data), batch):
-            x = data[start:start + batch]
+        for start, stop in chunks(len(data), batch):
+            x = data[start:stop]
             if pad:
                 x = fit_batch(x, batch)
             self._batches.append({name: np.ascontiguousarray(x, dtype=np.float32)})
@@ -286,11 +269,28 @@ def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> on
     out.CopyFrom(model)
     graph = out.graph
     nodes = {n.name: n for n in graph.node}
-    initializers = {i.name: i for i in graph.initializer}
-    new_inits: list[TensorProto] = []
-    after: dict[str, list[onnx.NodeProto]] = defaultdict(list)  # tensor -> Q/DQ nodes to emit once it exists
-    before: dict[str, list[onnx.NodeProto]] = defaultdict(list)  # node -> weight DQ nodes to emit before it
+    after, inits = _activation_qdq(plan, amax, nodes)  # tensor -> Q/DQ nodes to emit once it exists
+    before, weight_inits = _weight_dq(plan, {i.name: i for i in graph.initializer}, nodes)  # node -> its weight DQ
+    ordered: list[onnx.NodeProto] = []
+    for value in graph.input:
+        ordered += after.pop(value.name, [])
+    for node in graph.node:
+        ordered += before.pop(node.name, [])
+        ordered.append(node)
+        for name in node.output:
+            ordered += after.pop(name, [])
+    del graph.node[:]
+    graph.node.extend(ordered)
+    graph.initializer.extend(inits + weight_inits)
+    drop_unused_initializers(graph)
+    return out
 
+
+def _activation_qdq(plan: Plan, amax: dict[str, float], nodes: dict[str, onnx.NodeProto]
+                    ) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
+    """One symmetric per-tensor Q/DQ pair per quantized activation; its users are rewired to the DQ output."""
+    after: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    inits: list[TensorProto] = []
     by_tensor: dict[str, list[Use]] = defaultdict(list)
     for use in plan.uses:
         if use.kind != "weight":
@@ -300,8 +300,8 @@ def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> on
             raise ConfigError(f"no calibration range for {tensor}")
         scale = np.float32(max(amax[tensor], 1e-8) / QMAX)
         s_name, z_name = f"{tensor}_scale", f"{tensor}_zero_point"
-        new_inits += [numpy_helper.from_array(np.asarray(scale, dtype=np.float32), s_name),
-                      numpy_helper.from_array(np.asarray(0, dtype=np.int8), z_name)]
+        inits += [numpy_helper.from_array(np.asarray(scale, dtype=np.float32), s_name),
+                  numpy_helper.from_array(np.asarray(0, dtype=np.int8), z_name)]
         q_out, dq_out = f"{tensor}_quantized", f"{tensor}_dequantized"
         after[tensor] += [
             helper.make_node("QuantizeLinear", [tensor, s_name, z_name], [q_out], name=f"{tensor}_QuantizeLinear"),
@@ -310,7 +310,14 @@ def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> on
         ]
         for use in uses:
             nodes[use.node].input[use.index] = dq_out
+    return after, inits
 
+
+def _weight_dq(plan: Plan, initializers: dict[str, TensorProto], nodes: dict[str, onnx.NodeProto]
+               ) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
+    """INT8 weights with one symmetric scale per output channel, dequantized right before their node."""
+    before: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    inits: list[TensorProto] = []
     for use in plan.uses:
         if use.kind != "weight":
             continue
@@ -322,26 +329,11 @@ def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> on
         shape[use.axis] = -1
         quantized = np.clip(np.round(weights / scale.reshape(shape)), -QMAX, QMAX).astype(np.int8)
         base = use.tensor
-        new_inits += [numpy_helper.from_array(quantized, f"{base}_quantized"),
-                      numpy_helper.from_array(scale, f"{base}_scale"),
-                      numpy_helper.from_array(np.zeros(len(scale), dtype=np.int8), f"{base}_zero_point")]
+        inits += [numpy_helper.from_array(quantized, f"{base}_quantized"),
+                  numpy_helper.from_array(scale, f"{base}_scale"),
+                  numpy_helper.from_array(np.zeros(len(scale), dtype=np.int8), f"{base}_zero_point")]
         before[use.node].append(helper.make_node(
             "DequantizeLinear", [f"{base}_quantized", f"{base}_scale", f"{base}_zero_point"],
             [f"{base}_dequantized"], name=f"{base}_DequantizeLinear", axis=use.axis))
         nodes[use.node].input[use.index] = f"{base}_dequantized"
-
-    ordered: list[onnx.NodeProto] = []
-    for value in graph.input:
-        ordered += after.pop(value.name, [])
-    for node in graph.node:
-        ordered += before.pop(node.name, [])
-        ordered.append(node)
-        for name in node.output:
-            ordered += after.pop(name, [])
-    del graph.node[:]
-    graph.node.extend(ordered)
-    used = {name for node in graph.node for name in node.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep + new_inits)
-    return out
+    return before, inits

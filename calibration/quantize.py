@@ -1,8 +1,10 @@
 """``quantize``: FP16-typed or Q/DQ INT8 ONNX from an FP32 export, checked with ONNX Runtime, written atomically.
 
-The result is compared with the FP32 graph on ONNX Runtime's CPU provider (top-1 agreement, cosine, max
-relative error on up to ``verify_samples`` images), and INT8 graphs are checked against TensorRT's Q/DQ
-placement rules. Parity against the eager model is the ``parity`` command's job.
+Stages (each reported to the progress callback as it starts): ``load``, ``calibration data``, ``calibrate``
+(INT8), ``convert``, ``sensitivity`` (INT8, on request), ``verify``, ``write``. The result is compared with the
+FP32 graph on ONNX Runtime's CPU provider (the metrics of :mod:`resnest_deploy.metrics` on up to
+``verify_samples`` images), and INT8 graphs are checked against TensorRT's Q/DQ placement rules. Parity against
+the eager model is the ``parity`` command's job.
 """
 
 from __future__ import annotations
@@ -10,31 +12,47 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from exporters.graph import default_opset, fixed_batch, inspect_onnx, load_onnx, tensor_info
-from exporters.metadata import ArtifactMeta, library_versions, read_metadata, write_manifest, write_metadata
-from exporters.qdq_rules import RuleCheck, check_qdq_rules, has_qdq
-from exporters.verify import ort_session, run_batched
+from resnest_deploy import interrupts
 from resnest_deploy.atomic import atomic_path, ensure_writable_dir
+from resnest_deploy.paths import output_file
+from resnest_deploy.batching import run_batched
+from resnest_deploy.checks import Check, failures
 from resnest_deploy.errors import ConfigError, VerificationError
+from resnest_deploy.exporters.graph import inspect_onnx, load_onnx, tensor_info
+from resnest_deploy.exporters.graph_index import default_opset, fixed_batch, name_nodes
+from resnest_deploy.exporters.metadata import ArtifactMeta, library_versions, read_metadata, write_manifest, \
+    write_metadata
+from resnest_deploy.exporters.qdq_rules import check_qdq_rules, has_qdq
+from resnest_deploy.metrics import ParityMetrics, compare_logits
 from resnest_deploy.models import get_config
-from resnest_deploy.models.config import resnest_input
+from resnest_deploy.ort_session import ort_session
 from resnest_deploy.stages import stage_durations
 
-from .dataset import DEFAULT_CALIB_SIZE, SYNTHETIC, CalibrationData, load_calibration
+from .dataset import DEFAULT_CALIB_SIZE, SYNTHETIC, CalibrationData, check_source, load_calibration
 from .fp16 import DEFAULT_KEEP_FP32_OPS, convert_fp16
-from .int8 import METHODS, Plan, calibrate, insert_qdq, name_nodes, plan_qdq
+from .int8 import Method, Plan, calibrate, insert_qdq, plan_qdq
+from .layers import LayerMap, layer_map
 
-PRECISIONS = ("fp16", "int8")
-DEFAULT_METHOD = "percentile"  # best of the three on the trained test model (docs/quantization.md)
-STAGES = ("load", "calibration data", "calibrate", "convert", "verify", "sensitivity", "write")
 PhaseFn = Callable[[str, int, int], None]
+MIN_IMG_SIZE = 32
+
+
+class Precision(str, Enum):
+    """What ``quantize`` makes: an FP16-typed graph or an explicit Q/DQ INT8 graph."""
+
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+DEFAULT_METHOD = Method.percentile  # best of the three on the trained test model (docs/quantization.md)
 
 
 @dataclass(frozen=True)
@@ -44,11 +62,12 @@ class QuantizeOptions:
     Attributes:
         model: The FP32 ONNX file (this tool's export, or any [N,3,H,W] -> [N,classes] classifier with ``arch``).
         precision: ``fp16`` or ``int8``.
-        output: Target path [default: ``<model>.<precision>.onnx`` beside the input].
+        output: Target path (an existing folder: the default name inside it) [default: ``<model>.<precision>.onnx``
+            beside the input].
         calib_data: Image folder, list file, or ``synthetic`` (INT8; optional for FP16 verification).
         calib_size: Calibration images; all of them, with a warning, when fewer exist.
         method: ``percentile``, ``max`` or ``entropy`` (ONNX Runtime's calibrators).
-        exclude: fnmatch patterns of layers/blocks kept in float (``layer4.*``, ``*.conv2.fc1``, ``stem``).
+        exclude: fnmatch patterns of layers/stages kept in float (``layer4.*``, ``*.conv2.fc1``, ``stem``).
         quantize_attention: INT8 for the split-attention/SK/SE fc layers too (float by default).
         keep_fp32_ops: FP16 only: op types left in FP32 (``Softmax``, ``ReduceMean``, ``Gemm``).
         seed: Seed of the image sampling.
@@ -60,11 +79,11 @@ class QuantizeOptions:
     """
 
     model: Path
-    precision: str
+    precision: Precision | str
     output: Path | None = None
     calib_data: str | None = None
     calib_size: int = DEFAULT_CALIB_SIZE
-    method: str = DEFAULT_METHOD
+    method: Method | str = DEFAULT_METHOD
     exclude: tuple[str, ...] = ()
     quantize_attention: bool = False
     keep_fp32_ops: tuple[str, ...] = DEFAULT_KEEP_FP32_OPS
@@ -78,21 +97,9 @@ class QuantizeOptions:
 
 
 @dataclass(frozen=True)
-class Agreement:
-    """The quantized graph against the FP32 graph on the same images (ONNX Runtime CPU)."""
-
-    samples: int
-    top1_agreement: float
-    mean_cosine: float
-    min_cosine: float
-    max_abs_rel: float
-
-    def to_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
 class BlockSensitivity:
+    """The error one block adds when it alone is quantized."""
+
     block: str
     sites: int
     error: float  # 1 - mean cosine vs FP32 with only this block quantized
@@ -104,11 +111,13 @@ class BlockSensitivity:
 
 @dataclass
 class QuantizeResult:
+    """A written FP16/INT8 file and everything checked on the way (see :func:`quantize_onnx`)."""
+
     path: Path
     manifest: Path
     meta: ArtifactMeta
-    agreement: Agreement
-    rules: list[RuleCheck] = field(default_factory=list)
+    agreement: ParityMetrics
+    rules: list[Check] = field(default_factory=list)
     calibration: CalibrationData | None = None
     plan: Plan | None = None
     sensitivity: list[BlockSensitivity] = field(default_factory=list)
@@ -117,7 +126,30 @@ class QuantizeResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Source:
+    """The loaded FP32 graph and what is known about it."""
+
+    path: Path
+    model: onnx.ModelProto
+    meta: ArtifactMeta
+    layers: LayerMap
+    output: Path
+
+
+@dataclass
+class _Converted:
+    """A converted graph and what went into it."""
+
+    model: onnx.ModelProto
+    record: dict[str, Any]
+    plan: Plan | None = None
+    sensitivity: list[BlockSensitivity] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+
+
 def default_output(model: Path, precision: str) -> Path:
+    """``<stem>.<precision>.onnx`` beside the FP32 file (a ``.fp32``/``.fp16``/``.int8`` stem suffix is dropped)."""
     stem = model.name.removesuffix(".onnx")
     for suffix in (".fp32", ".fp16", ".int8"):
         stem = stem.removesuffix(suffix)
@@ -129,8 +161,9 @@ def resolve_meta(model: onnx.ModelProto, path: Path, arch: str | None, img_size:
 
     Raises:
         ConfigError: No metadata and no ``arch``; or a dynamic input size with no ``img_size``.
+        ArtifactError: Damaged metadata.
     """
-    meta = read_metadata(model)
+    meta = read_metadata(model, path.name)
     if meta is not None:
         if arch and arch != meta.arch:
             raise ConfigError(f"{path.name} was exported from {meta.arch}, not {arch}")
@@ -148,138 +181,197 @@ def resolve_meta(model: onnx.ModelProto, path: Path, arch: str | None, img_size:
         raise ConfigError(f"{path.name} takes {static}px inputs, not --img-size {size}")
     out_shape = tensor_info(model.graph.output[0]).shape
     classes = out_shape[1] if len(out_shape) == 2 and isinstance(out_shape[1], int) else cfg.num_classes
-    inputs = resnest_input(size) if cfg.input.resize_mode == "crop_then_resize" else replace(cfg.input, size=size)
     batch = shape[0] if shape and isinstance(shape[0], int) else "dynamic"
-    return ArtifactMeta(arch=arch, num_classes=classes, input=inputs, weights="unknown (ONNX without metadata)",
-                        opset=default_opset(model),
-                        batch=str(batch))
+    return ArtifactMeta(arch=arch, num_classes=classes, input=cfg.input.at_size(size),
+                        weights="unknown (ONNX without metadata)", opset=default_opset(model), batch=str(batch))
 
 
-def _check_float(model: onnx.ModelProto, meta: ArtifactMeta, path: Path) -> None:
-    if meta.precision != "fp32" or has_qdq(model):
-        raise ConfigError(f"{path.name} is already {meta.precision if meta.precision != 'fp32' else 'quantized'}; "
-                          "quantize the FP32 export")
-    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
-        raise ConfigError(f"{path.name} already holds FP16 weights; quantize the FP32 export")
+def validate_options(options: QuantizeOptions) -> None:
+    """Check every option before any work starts (a typo found after calibration wastes minutes).
+
+    Raises:
+        ConfigError: The first invalid option or combination.
+    """
+    precisions, methods = [p.value for p in Precision], [m.value for m in Method]
+    if options.precision not in precisions:
+        raise ConfigError(f"unknown precision {options.precision!r}; use {' or '.join(precisions)}")
+    if options.method not in methods:
+        raise ConfigError(f"unknown calibration method {options.method!r}; use one of {', '.join(methods)}")
+    int8 = options.precision == Precision.int8
+    if int8 and not options.calib_data:
+        raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images "
+                          f"('{SYNTHETIC}' only checks the pipeline)")
+    for name, value, low in (("--calib-size", options.calib_size, 1), ("--seed", options.seed, 0),
+                             ("--verify-samples", options.verify_samples, 1)):
+        if isinstance(value, bool) or value < low:
+            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    if options.img_size is not None and options.img_size < MIN_IMG_SIZE:
+        raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {options.img_size}")
+    if not int8 and (options.sensitivity or options.quantize_attention):
+        raise ConfigError("--sensitivity and --quantize-attention apply to --precision int8 only")
+    if int8 and options.keep_fp32_ops:
+        raise ConfigError("--keep-fp32 applies to --precision fp16 only (INT8 keeps layers float with --exclude)")
+    if any(not p.strip() for p in (*options.exclude, *options.keep_fp32_ops)):
+        raise ConfigError("--exclude and --keep-fp32 take non-empty patterns")
+    if options.calib_data:
+        check_source(options.calib_data)
 
 
 def quantize_onnx(options: QuantizeOptions, *, progress: PhaseFn | None = None) -> QuantizeResult:
     """Make the FP16 or INT8 version of an FP32 ONNX file; see :class:`QuantizeOptions`.
 
     Raises:
-        ArtifactError: The model is missing or not ONNX.
+        ArtifactError: The model is missing, not ONNX, or its metadata is damaged.
         ConfigError: Bad options, no metadata and no ``arch``, a non-FP32 input, missing/empty/unreadable
-            calibration data, unwritable output.
+            calibration data, patterns that match nothing, unwritable output.
         VerificationError: The result breaks TensorRT's Q/DQ rules or is not finite (nothing is written).
     """
+    validate_options(options)
     report = progress or (lambda *_: None)
     starts: dict[str, float] = {}
 
     def stage(name: str, done: int = 0, total: int = 1) -> None:
-        starts.setdefault(name, time.perf_counter())
+        if name not in starts:
+            starts[name] = time.perf_counter()
+            interrupts.set_stage(f"quantize: {name}")
         report(name, done, total)
 
-    if options.precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {options.precision!r}; use fp16 or int8")
-    if options.method not in METHODS:
-        raise ConfigError(f"unknown calibration method {options.method!r}; use one of {', '.join(METHODS)}")
-    if options.precision == "int8" and not options.calib_data:
-        raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images "
-                          f"('{SYNTHETIC}' only checks the pipeline)")
     stage("load")
+    source = _load(options)
+    with interrupts.producing(source.output), interrupts.stage("quantize"):
+        calib, verify_x = _calibration_data(options, source.meta, stage)
+        if options.precision == Precision.fp16:
+            stage("convert")
+            converted = _to_fp16(options, source)
+        else:
+            converted = _to_int8(options, source, calib, verify_x, stage)
+        if calib is not None and "calibration" not in converted.record:
+            converted.record["verification_data"] = calib.record()
+        stage("verify")
+        agreement, rules = _verify(source.model, converted.model, verify_x, Precision(options.precision).value)
+        converted.record["vs_fp32"] = agreement.to_dict()
+        stage("write")
+        new_meta, contract = _write(converted, source, Precision(options.precision).value)
+        timings = stage_durations(starts)
+        warnings = calib.warnings if calib is not None else []
+        manifest = write_manifest(
+            source.output, new_meta, source={"file": source.path.name}, rules=[r.to_dict() for r in rules],
+            checks=[c.to_dict() for c in contract], sensitivity=[s.to_dict() for s in converted.sensitivity],
+            suggested_exclude=converted.suggestions, warnings=warnings, timings_s=timings,
+        )
+    return QuantizeResult(source.output, manifest, new_meta, agreement, rules, calib, converted.plan,
+                          converted.sensitivity, converted.suggestions, warnings, timings)
+
+
+def _load(options: QuantizeOptions) -> _Source:
+    """Read the FP32 graph and its metadata; settle the output path."""
     path = Path(options.model)
     model = load_onnx(path)
     meta = resolve_meta(model, path, options.arch, options.img_size)
-    _check_float(model, meta, path)
+    if meta.precision != "fp32" or has_qdq(model):
+        raise ConfigError(f"{path.name} is already {meta.precision if meta.precision != 'fp32' else 'quantized'}; "
+                          "quantize the FP32 export")
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        raise ConfigError(f"{path.name} already holds FP16 weights; quantize the FP32 export")
     name_nodes(model)
-    output = Path(options.output) if options.output else default_output(path, options.precision)
-    if output.is_dir():
-        output = output / default_output(path, options.precision).name
+    default = default_output(path, Precision(options.precision).value)
+    output = output_file(options.output or default, default.name)
     if output.resolve() == path.resolve():
         raise ConfigError(f"--output {output} would overwrite the input model")
     ensure_writable_dir(output.parent)
+    return _Source(path, model, meta, layer_map(model, get_config(meta.arch).stage_names()), output)
 
-    warnings: list[str] = []
+
+def _calibration_data(options: QuantizeOptions, meta: ArtifactMeta,
+                      stage: PhaseFn) -> tuple[CalibrationData | None, np.ndarray]:
+    """The calibration images (if any), and the images the result is verified on."""
     calib = None
     if options.calib_data:
         stage("calibration data")
         calib = load_calibration(options.calib_data, meta.input, count=options.calib_size, seed=options.seed,
                                  cache_dir=options.cache_dir, use_cache=options.use_cache,
                                  progress=lambda d, t: stage("calibration data", d, t))
-        warnings += calib.warnings
-    verify_x = (calib.array if calib is not None else
-                load_calibration(SYNTHETIC, meta.input, count=16, seed=options.seed).array)[: options.verify_samples]
+    source = calib.array if calib is not None else \
+        load_calibration(SYNTHETIC, meta.input, count=16, seed=options.seed).array
+    return calib, source[: options.verify_samples]
 
-    plan = None
-    sensitivity: list[BlockSensitivity] = []
-    suggestions: list[str] = []
-    record: dict[str, Any] = {"precision": options.precision}
-    if options.precision == "fp16":
-        stage("convert")
-        result = convert_fp16(model, keep_fp32_ops=options.keep_fp32_ops, exclude=options.exclude)
-        record.update(converter="onnxruntime.transformers.float16", keep_fp32_ops=list(options.keep_fp32_ops),
-                      exclude=list(options.exclude))
-    else:
-        assert calib is not None
-        plan = plan_qdq(model, exclude=options.exclude, quantize_attention=options.quantize_attention)
-        if not plan.uses:
-            raise ConfigError("every layer is excluded; nothing to quantize")
-        stage("calibrate")
-        wanted = plan_qdq(model, quantize_attention=True).activation_tensors if options.sensitivity \
-            else plan.activation_tensors
-        amax = calibrate(model, wanted, calib.array, method=options.method,
-                         progress=lambda d, t: stage("calibrate", d, t))
-        stage("convert")
-        result = insert_qdq(model, plan, amax)
-        if options.sensitivity:
-            sensitivity, suggestions = block_sensitivity(
-                model, plan, amax, verify_x[:32], progress=lambda d, t: stage("sensitivity", d, t))
-        record.update(method=options.method, calibrator=f"onnxruntime.quantization ({options.method})",
-                      calibration=calib.record(), exclude=list(options.exclude),
-                      quantize_attention=options.quantize_attention,
-                      quantized_layers=sum(1 for u in plan.uses if u.kind == "weight"),
-                      float_layers=sorted({u.owner for u in plan.excluded if u.kind == "weight"}))
-    if calib is not None and "calibration" not in record:
-        record["verification_data"] = calib.record()
 
-    stage("verify")
-    agreement = compare_graphs(model, result, verify_x)
-    record["vs_fp32"] = agreement.to_dict()
-    rules = check_qdq_rules(result) if options.precision == "int8" else []
-    problems = [f"{r.name}: {r.detail}" for r in rules if not r.passed]
+def _to_fp16(options: QuantizeOptions, source: _Source) -> _Converted:
+    model = convert_fp16(source.model, source.layers.stage_names, keep_fp32_ops=options.keep_fp32_ops,
+                         exclude=options.exclude)
+    record = {"precision": "fp16", "converter": "onnxruntime.transformers.float16",
+              "keep_fp32_ops": list(options.keep_fp32_ops), "exclude": list(options.exclude)}
+    return _Converted(model, record)
+
+
+def _to_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData | None, verify_x: np.ndarray,
+             stage: PhaseFn) -> _Converted:
+    assert calib is not None  # validate_options demands calibration data for INT8
+    source.layers.check_patterns(options.exclude, "--exclude", extra=_residual_names(source))
+    plan = plan_qdq(source.model, source.layers, exclude=options.exclude,
+                    quantize_attention=options.quantize_attention)
+    if not plan.uses:
+        raise ConfigError("every layer is excluded; nothing to quantize")
+    stage("calibrate")
+    wanted = plan_qdq(source.model, source.layers, quantize_attention=True).activation_tensors \
+        if options.sensitivity else plan.activation_tensors
+    amax = calibrate(source.model, wanted, calib.array, method=Method(options.method).value,
+                     progress=lambda d, t: stage("calibrate", d, t))
+    interrupts.check()
+    stage("convert")
+    converted = _Converted(insert_qdq(source.model, plan, amax), {}, plan)
+    if options.sensitivity:
+        converted.sensitivity, converted.suggestions = block_sensitivity(
+            source.model, plan, amax, verify_x[:32], progress=lambda d, t: stage("sensitivity", d, t))
+    method = Method(options.method).value
+    converted.record = {
+        "precision": "int8", "method": method, "calibrator": f"onnxruntime.quantization ({method})",
+        "calibration": calib.record(), "exclude": list(options.exclude),
+        "quantize_attention": options.quantize_attention,
+        "quantized_layers": sum(1 for u in plan.uses if u.kind == "weight"),
+        "float_layers": sorted({u.owner for u in plan.excluded if u.kind == "weight"}),
+    }
+    return converted
+
+
+def _residual_names(source: _Source) -> list[str]:
+    """``<stage>.residual`` for every stage: the names INT8's residual sites answer to in ``--exclude``."""
+    return [f"{stage}.residual" for stage in source.layers.stage_names]
+
+
+def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray,
+            precision: str) -> tuple[ParityMetrics, list[Check]]:
+    """Agreement with the FP32 graph and (INT8) TensorRT's Q/DQ rules; raise when the result is unusable."""
+    agreement = compare_graphs(reference, result, x)
+    rules = check_qdq_rules(result) if precision == Precision.int8 else []
+    problems = [f"{r.name}: {r.detail}" for r in failures(rules)]
     if not np.isfinite(agreement.max_abs_rel):
         problems.append("the quantized graph produces non-finite logits")
     if problems:
-        raise VerificationError(f"the {options.precision} graph failed its checks", details=problems)
+        raise VerificationError(f"the {precision} graph failed its checks", details=problems)
+    return agreement, rules
 
-    stage("write")
-    new_meta = meta.with_changes(precision=options.precision,
-                                 versions={**meta.versions, **library_versions("onnxruntime")},
-                                 extra={**meta.extra, "quantization": record})
+
+def _write(converted: _Converted, source: _Source, precision: str) -> tuple[ArtifactMeta, tuple[Check, ...]]:
+    """Store the metadata, check the graph contract on the saved file, and rename it into place."""
+    meta = source.meta
+    new_meta = meta.with_changes(precision=precision, versions={**meta.versions, **library_versions("onnxruntime")},
+                                 extra={**meta.extra, "quantization": converted.record})
+    result = converted.model
     write_metadata(result, new_meta)
     result.producer_name = "resnest-deploy"
-    with atomic_path(output) as tmp:
+    with atomic_path(source.output) as tmp:
         onnx.save_model(result, str(tmp))
         contract = inspect_onnx(tmp, model=result)
         if not contract.ok:
-            raise VerificationError(f"the {options.precision} graph breaks the graph contract",
+            raise VerificationError(f"the {precision} graph breaks the graph contract",
                                     details=[f"{c.name}: {c.detail}" for c in contract.failures])
-    timings = stage_durations(starts)
-    manifest = write_manifest(
-        output, new_meta, source={"file": path.name}, rules=[r.__dict__ for r in rules],
-        checks=[c.__dict__ for c in contract.checks], sensitivity=[s.to_dict() for s in sensitivity],
-        suggested_exclude=suggestions, warnings=warnings,
-        timings_s=timings,
-    )
-    return QuantizeResult(output, manifest, new_meta, agreement, rules, calib, plan, sensitivity, suggestions,
-                          warnings, timings)
+    return new_meta, contract.checks
 
 
-def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np.ndarray) -> Agreement:
-    """Run both graphs on ``x`` with ONNX Runtime (CPU) and compare their logits."""
-    ref = _run(reference, x)
-    out = _run(candidate, x)
-    return _agreement(ref, out)
+def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np.ndarray) -> ParityMetrics:
+    """Run both graphs on ``x`` with ONNX Runtime (CPU) and compare the candidate's logits with the reference's."""
+    return compare_logits(_run(reference, x), _run(candidate, x))
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -287,14 +379,6 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     name = session.get_inputs()[0].name
     return run_batched(lambda a: session.run(None, {name: a})[0], x, fixed=fixed_batch(model),
                        step=16).astype(np.float64)
-
-
-def _agreement(ref: np.ndarray, out: np.ndarray) -> Agreement:
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    cos = np.where(norms > 0, (ref * out).sum(1) / np.maximum(norms, 1e-30), 1.0)
-    scale = max(float(np.abs(ref).max()), 1e-12)
-    return Agreement(len(ref), float(np.mean(ref.argmax(1) == out.argmax(1))), float(cos.mean()), float(cos.min()),
-                     float(np.abs(out - ref).max() / scale))
 
 
 def block_sensitivity(
@@ -310,10 +394,10 @@ def block_sensitivity(
     blocks = plan.blocks()
     ranking = []
     for i, block in enumerate(blocks):
+        interrupts.check()
         sub = plan.only([block])
-        out = _run(insert_qdq(model, sub, amax), x)
-        agreement = _agreement(ref, out)
-        ranking.append(BlockSensitivity(block, len(sub.uses), max(0.0, 1.0 - agreement.mean_cosine),
+        agreement = compare_logits(ref, _run(insert_qdq(model, sub, amax), x))
+        ranking.append(BlockSensitivity(block, len(sub.uses), max(0.0, 1.0 - agreement.cosine_mean),
                                         agreement.top1_agreement))
         if progress:
             progress(i + 1, len(blocks))

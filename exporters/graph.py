@@ -18,10 +18,11 @@ from typing import Any
 import onnx
 from onnx import numpy_helper
 
+from resnest_deploy.checks import Check, failures
 from resnest_deploy.errors import ArtifactError, ConfigError
-from resnest_deploy.models import get_config
-from resnest_deploy.models.registry import list_models
+from resnest_deploy.paths import existing_file
 
+from .graph_index import DEFAULT_DOMAINS, GraphIndex, attr, default_opset, op_label
 from .metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
 from .qdq_rules import check_qdq_rules, has_qdq
 
@@ -43,16 +44,7 @@ UNSUPPORTED_BY_TENSORRT = frozenset({
 })
 # Nodes that may legitimately have only constant inputs: quantization of weights is deliberate.
 _CONSTANT_INPUT_OK = {"QuantizeLinear", "DequantizeLinear", "Constant"}
-_TRANSPARENT = {"Cast", "QuantizeLinear", "DequantizeLinear"}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One contract line: its name, verdict and a short detail."""
-
-    name: str
-    passed: bool
-    detail: str = ""
+RSOFTMAX_CHECK = "rSoftMax is Reshape/Transpose/Softmax/Reshape"
 
 
 @dataclass(frozen=True)
@@ -86,17 +78,17 @@ class InspectReport:
 
     @property
     def ok(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return not failures(self.checks)
 
     @property
     def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
+        return failures(self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path, "size_bytes": self.size_bytes, "opset": self.opset, "node_count": self.node_count,
             "inputs": [t.__dict__ for t in self.inputs], "outputs": [t.__dict__ for t in self.outputs],
-            "op_histogram": self.op_histogram, "checks": [c.__dict__ for c in self.checks],
+            "op_histogram": self.op_histogram, "checks": [c.to_dict() for c in self.checks],
             "unsupported_ops": list(self.unsupported_ops), "ok": self.ok,
             "meta": self.meta.to_dict() if self.meta else None,
         }
@@ -108,9 +100,7 @@ def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) 
     Raises:
         ArtifactError: Missing, unreadable, or not an ONNX model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: no such file")
+    path = existing_file(path, ArtifactError, "file")
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf raises DecodeError, onnx raises several types on bad files
@@ -132,20 +122,9 @@ def load_artifact(path: str | os.PathLike[str], *, load_external_data: bool = Tr
         manifest = read_manifest(path) if path.is_file() else None
         if manifest is None:
             raise ArtifactError(f"{path}: no such engine, or no manifest ({path.name}.json) beside it")
-        return None, meta_from_manifest(manifest)
+        return None, meta_from_manifest(manifest, str(path))
     model = load_onnx(path, load_external_data=load_external_data)
-    return model, read_metadata(model)
-
-
-def fixed_batch(model: onnx.ModelProto) -> int | None:
-    """The batch size a graph's first input is fixed to, or None when the batch axis is dynamic."""
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.dim_value if dim.HasField("dim_value") else None
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    """The default-domain opset a model imports."""
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return model, read_metadata(model, str(path))
 
 
 _DTYPE_NAMES = {v: k.lower() for k, v in onnx.TensorProto.DataType.items()}
@@ -159,63 +138,32 @@ def tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(value.name, _DTYPE_NAMES.get(tensor.elem_type, str(tensor.elem_type)), dims)
 
 
-def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {out: node for node in graph.node for out in node.output}
-
-
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
-    return users
-
-
-def _through(node: onnx.NodeProto | None, producers: dict[str, onnx.NodeProto]) -> onnx.NodeProto | None:
-    """Walk up past Cast and Q/DQ nodes (added by FP16/INT8 passes) to the real producer."""
-    while node is not None and node.op_type in _TRANSPARENT:
-        node = producers.get(node.input[0])
-    return node
-
-
-def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
 def _check_rsoftmax(graph: onnx.GraphProto, meta: ArtifactMeta | None) -> Check:
-    producers, consumers = _producers(graph), _consumers(graph)
+    """Every Softmax is Reshape -> [Transpose ->] Softmax(axis=1) -> Reshape, looking through Cast and Q/DQ."""
+    index = GraphIndex(graph)
     softmaxes = [n for n in graph.node if n.op_type == "Softmax"]
     bad = []
     transposed = 0
     for node in softmaxes:
-        before = _through(producers.get(node.input[0]), producers)
+        before = index.source(node.input[0])
         if before is not None and before.op_type == "Transpose":
             transposed += 1
-            before = _through(producers.get(before.input[0]), producers)
-        after = consumers.get(node.output[0], [])
-        while len(after) == 1 and after[0].op_type in _TRANSPARENT:
-            after = consumers.get(after[0].output[0], [])
-        ok = (before is not None and before.op_type == "Reshape" and _attr(node, "axis", -1) == 1
+            before = index.source(before.input[0])
+        after = index.sinks(node.output[0])
+        ok = (before is not None and before.op_type == "Reshape" and attr(node, "axis", -1) == 1
               and after and all(a.op_type == "Reshape" for a in after))
         if not ok:
             bad.append(node.name or "?")
-    expected = None
-    if meta is not None and meta.arch in list_models():
-        cfg = get_config(meta.arch)
-        expected = sum(cfg.layers) if cfg.mixer == "splat" and cfg.radix > 1 else 0
+    expected = meta.rsoftmax if meta is not None else None
     exp_nodes = sum(1 for n in graph.node if n.op_type == "Exp")
     if bad:
-        return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", False, f"off-pattern Softmax: {bad[:3]}")
+        return Check(RSOFTMAX_CHECK, False, f"off-pattern Softmax: {bad[:3]}")
     if exp_nodes:
-        return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", False, f"{exp_nodes} hand-expanded Exp nodes")
+        return Check(RSOFTMAX_CHECK, False, f"{exp_nodes} hand-expanded Exp nodes")
     if expected is not None and transposed != expected:
-        return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", False,
-                     f"{transposed} rSoftMax patterns, expected {expected}")
+        return Check(RSOFTMAX_CHECK, False, f"{transposed} rSoftMax patterns, expected {expected}")
     detail = f"{transposed} rSoftMax, {len(softmaxes) - transposed} other Softmax" if softmaxes else "no Softmax"
-    return Check("rSoftMax is Reshape/Transpose/Softmax/Reshape", True, detail)
+    return Check(RSOFTMAX_CHECK, True, detail)
 
 
 def _constant_inputs_only(graph: onnx.GraphProto) -> list[str]:
@@ -253,24 +201,36 @@ def inspect_onnx(path: str | os.PathLike[str], *, model: onnx.ModelProto | None 
         The report; ``report.ok`` is False when any contract line fails.
 
     Raises:
-        ArtifactError: The file is missing or not ONNX.
+        ArtifactError: The file is missing or not ONNX; its metadata is damaged.
     """
     path = Path(path)
     model = model if model is not None else load_onnx(path)
     graph = model.graph
-    meta = read_metadata(model)
-    opset = default_opset(model)
-    histogram = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in graph.node)
+    meta = read_metadata(model, str(path))
+    histogram = Counter(op_label(n) for n in graph.node)
     initializer_names = {i.name for i in graph.initializer}
     inputs = tuple(tensor_info(v) for v in graph.input if v.name not in initializer_names)
     outputs = tuple(tensor_info(v) for v in graph.output)
-    unsupported = tuple(sorted(
-        {n.op_type for n in graph.node if n.op_type in UNSUPPORTED_BY_TENSORRT}
-        | {f"{n.domain}::{n.op_type}" for n in graph.node if n.domain not in ("", "ai.onnx")}
-    ))
-    size = path.stat().st_size
-    checks: list[Check] = []
+    unsupported = tuple(sorted({op_label(n) for n in graph.node
+                                if n.op_type in UNSUPPORTED_BY_TENSORRT or n.domain not in DEFAULT_DOMAINS}))
+    checks = _io_checks(inputs, outputs, meta)
+    checks += _graph_checks(model, histogram, meta)
+    checks.append(_checker(path, full_check))
+    checks.append(_external_data_check(path, model))
+    checks.append(Check("only ops TensorRT's ONNX parser takes", not unsupported, ", ".join(unsupported) or "all"))
+    if has_qdq(model):
+        checks += [Check(f"Q/DQ: {r.name}", r.passed, r.detail) for r in check_qdq_rules(model)]
+    return InspectReport(
+        path=str(path), size_bytes=path.stat().st_size, opset=default_opset(model), inputs=inputs, outputs=outputs,
+        op_histogram=dict(histogram.most_common()), checks=tuple(checks), unsupported_ops=unsupported, meta=meta,
+        node_count=len(graph.node),
+    )
 
+
+def _io_checks(inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...],
+               meta: ArtifactMeta | None) -> list[Check]:
+    """The input, output and batch-axis lines of the contract."""
+    checks = []
     shape_ok = (len(inputs) == 1 and inputs[0].name == INPUT_NAME and inputs[0].dtype == "float"
                 and len(inputs[0].shape) == 4 and inputs[0].shape[1] == 3)
     checks.append(Check("input 'input' float32 [N,3,H,W]", shape_ok, _describe(inputs)))
@@ -278,17 +238,22 @@ def inspect_onnx(path: str | os.PathLike[str], *, model: onnx.ModelProto | None 
     out_ok = (len(outputs) == 1 and outputs[0].name == OUTPUT_NAME and outputs[0].dtype == "float"
               and len(outputs[0].shape) == 2 and (classes is None or outputs[0].shape[1] == classes))
     checks.append(Check("output 'logits' float32 [N,classes]", out_ok, _describe(outputs)))
-    want_dynamic = meta is None or meta.batch == "dynamic"
     if inputs and outputs and inputs[0].shape and outputs[0].shape:
         in_batch, out_batch = inputs[0].shape[0], outputs[0].shape[0]
-        if want_dynamic:
+        if meta is None or meta.batch == "dynamic":
             batch_ok = isinstance(in_batch, str) and in_batch == out_batch
             checks.append(Check("batch axis dynamic", batch_ok, f"input {in_batch}, output {out_batch}"))
         else:
             batch_ok = in_batch == out_batch == int(meta.batch)
             checks.append(Check(f"batch fixed at {meta.batch}", batch_ok, f"input {in_batch}, output {out_batch}"))
-    checks.append(Check(f"opset >= {MIN_OPSET}", opset >= MIN_OPSET, f"opset {opset}"))
-    checks.append(_check_rsoftmax(graph, meta))
+    return checks
+
+
+def _graph_checks(model: onnx.ModelProto, histogram: Counter[str], meta: ArtifactMeta | None) -> list[Check]:
+    """Opset, rSoftMax, forbidden ops, folding and Reshape lines of the contract."""
+    graph = model.graph
+    opset = default_opset(model)
+    checks = [Check(f"opset >= {MIN_OPSET}", opset >= MIN_OPSET, f"opset {opset}"), _check_rsoftmax(graph, meta)]
     forbidden = {op: histogram[op] for op in FORBIDDEN_OPS if histogram.get(op)}
     checks.append(Check("no Shape/Gather/Concat/Expand/ScatterND", not forbidden,
                         ", ".join(f"{k}={v}" for k, v in forbidden.items()) or "none"))
@@ -297,21 +262,16 @@ def inspect_onnx(path: str | os.PathLike[str], *, model: onnx.ModelProto | None 
     foldable = _constant_inputs_only(graph)
     checks.append(Check("constants folded", not foldable and not histogram.get("Constant"),
                         f"{len(foldable)} foldable nodes, {histogram.get('Constant', 0)} Constant nodes"))
-    baked = _reshape_batch_baked(graph) if want_dynamic else []
+    baked = _reshape_batch_baked(graph) if meta is None or meta.batch == "dynamic" else []
     checks.append(Check("no batch size baked into Reshape", not baked, ", ".join(baked[:3]) or "all use -1"))
-    checks.append(_checker(path, full_check))
+    return checks
+
+
+def _external_data_check(path: Path, model: onnx.ModelProto) -> Check:
     external = _uses_external_data(model)
-    data_bytes = sum(t.ByteSize() for t in graph.initializer) if not external else None
-    checks.append(Check("external data only above 2 GB", not external or _external_bytes(path, model) > TWO_GB,
-                        "external data" if external else f"inline ({(data_bytes or 0) / 1e6:.0f} MB)"))
-    checks.append(Check("only ops TensorRT's ONNX parser takes", not unsupported, ", ".join(unsupported) or "all"))
-    if has_qdq(model):
-        checks += [Check(f"Q/DQ: {r.name}", r.passed, r.detail) for r in check_qdq_rules(model)]
-    return InspectReport(
-        path=str(path), size_bytes=size, opset=opset, inputs=inputs, outputs=outputs,
-        op_histogram=dict(histogram.most_common()), checks=tuple(checks), unsupported_ops=unsupported, meta=meta,
-        node_count=len(graph.node),
-    )
+    data_bytes = 0 if external else sum(t.ByteSize() for t in model.graph.initializer)
+    return Check("external data only above 2 GB", not external or _external_bytes(path, model) > TWO_GB,
+                 "external data" if external else f"inline ({data_bytes / 1e6:.0f} MB)")
 
 
 def _describe(values: tuple[TensorInfo, ...]) -> str:

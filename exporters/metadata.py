@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from resnest_deploy import __version__
 from resnest_deploy.atomic import write_text_atomic
+from resnest_deploy.errors import ArtifactError
 from resnest_deploy.models import InputConfig, get_config
-from resnest_deploy.models.config import resnest_input
 
 META_PREFIX = "resnest_deploy."
 
@@ -37,6 +37,9 @@ class ArtifactMeta:
         dynamic_hw: Whether height and width are dynamic.
         versions: Versions of the tool and of the libraries that made the file.
         extra: Step-specific records (calibration, quantization settings, ...).
+        rsoftmax: How many rSoftMax patterns the graph must hold (the architecture's split-attention blocks),
+            so graph checks need no model code.
+        target: What the file is made for: ``tensorrt`` (any precision) or ``cpu`` (an ONNX Runtime CPU graph).
     """
 
     arch: str
@@ -51,20 +54,84 @@ class ArtifactMeta:
     dynamic_hw: bool = False
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    rsoftmax: int | None = None
+    target: str = "tensorrt"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArtifactMeta:
-        values = dict(data)
-        raw_input = dict(values.pop("input"))
-        for key in ("mean", "std"):
-            raw_input[key] = tuple(raw_input[key])
-        return cls(input=InputConfig(**raw_input), **values)
+        """Rebuild metadata from its dict, checking every field (files can be hand-edited or cut).
+
+        Unknown keys are ignored (written by a later version of the tool).
+
+        Raises:
+            ValueError: A required field is missing, or a field has the wrong type or an impossible value.
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        missing = [name for name in ("arch", "num_classes", "input", "weights") if name not in values]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        values["input"] = _input_from_dict(values["input"])
+        _expect(values, "arch", str, lambda v: bool(v))
+        _expect(values, "num_classes", int, lambda v: v >= 1)
+        _expect(values, "weights", str)
+        _expect(values, "weights_sha256", (str, type(None)))
+        _expect(values, "seed", (int, type(None)), lambda v: v is None or v >= 0)
+        _expect(values, "precision", str, lambda v: v in PRECISIONS)
+        _expect(values, "opset", int, lambda v: v >= 1)
+        _expect(values, "batch", str, lambda v: v == "dynamic" or (v.isdigit() and int(v) >= 1))
+        _expect(values, "dynamic_hw", bool)
+        _expect(values, "versions", dict)
+        _expect(values, "extra", dict)
+        _expect(values, "rsoftmax", (int, type(None)), lambda v: v is None or v >= 0)
+        _expect(values, "target", str, lambda v: v in TARGETS)
+        return cls(**values)
 
     def with_changes(self, **changes: Any) -> ArtifactMeta:
         return replace(self, **changes)
+
+
+PRECISIONS = ("fp32", "fp16", "int8")
+TARGETS = ("tensorrt", "cpu")
+
+
+def _expect(values: dict[str, Any], name: str, kind: type | tuple[type, ...], ok: Any = None) -> None:
+    """Raise ValueError naming ``name`` when its value (if present) has the wrong type or fails ``ok``."""
+    if name not in values:
+        return
+    value = values[name]
+    if isinstance(value, bool) and kind is int:
+        raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
+    if not isinstance(value, kind) or (ok is not None and not ok(value)):
+        raise ValueError(f"{name} has an impossible value {value!r}")
+
+
+def _input_from_dict(raw: Any) -> InputConfig:
+    if not isinstance(raw, dict):
+        raise ValueError("input must be a table of input settings")
+    known = {f.name for f in fields(InputConfig)}
+    values = {k: v for k, v in raw.items() if k in known}
+    for key in ("mean", "std"):
+        if key in values:
+            value = values[key]
+            if not (isinstance(value, list | tuple) and len(value) == 3
+                    and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value)):
+                raise ValueError(f"input.{key} must be three numbers")
+            if key == "std" and any(x <= 0 for x in value):
+                raise ValueError("input.std must be positive")
+            values[key] = tuple(float(x) for x in value)
+    checks = {"size": (int, lambda v: v >= 1), "crop_pct": ((int, float), lambda v: 0 < v <= 1),
+              "interpolation": (str, lambda v: v in ("bilinear", "bicubic")),
+              "resize_mode": (str, lambda v: v in ("crop_then_resize", "resize_then_crop"))}
+    for key, (kind, ok) in checks.items():
+        if key in values:
+            value = values[key]
+            if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+                raise ValueError(f"input.{key} has an impossible value {value!r}")
+    return InputConfig(**values)
 
 
 def library_versions(*extra: str) -> dict[str, str]:
@@ -94,28 +161,29 @@ def write_metadata(model: Any, meta: ArtifactMeta) -> None:
         entry.value = json.dumps(value, sort_keys=True)
 
 
-def read_metadata(model: Any) -> ArtifactMeta | None:
-    """The :class:`ArtifactMeta` stored in a ModelProto, or None for files this tool did not make."""
+def read_metadata(model: Any, source: str = "the model") -> ArtifactMeta | None:
+    """The :class:`ArtifactMeta` stored in a ModelProto, or None for files this tool did not make.
+
+    Raises:
+        ArtifactError: The file carries this tool's metadata but it is damaged (cut, hand-edited, not JSON).
+    """
     values = {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
-    if "arch" not in values:
+    if not values:
         return None
     try:
         return ArtifactMeta.from_dict({k: json.loads(v) for k, v in values.items()})
-    except (ValueError, TypeError):
-        return None
+    except (ValueError, TypeError) as exc:
+        raise ArtifactError(f"{source}: damaged resnest-deploy metadata ({exc}); export it again") from None
 
 
 def meta_for_model(model: Any, *, size: int, opset: int, batch: str, dynamic_hw: bool) -> ArtifactMeta:
     """Build the metadata of an export from a model made by :func:`resnest_deploy.models.create_model`."""
     cfg = model.config
-    base = get_config(cfg.name).input
-    # The official ResNeSt crop is a function of the size (S / (S + 32)); other families keep their fraction.
-    inputs = resnest_input(size) if base.resize_mode == "crop_then_resize" else replace(base, size=size)
     info = model.weights_info
     return ArtifactMeta(
-        arch=cfg.name, num_classes=cfg.num_classes, input=inputs, weights=info.description,
-        weights_sha256=info.sha256, seed=info.seed, opset=opset, batch=batch, dynamic_hw=dynamic_hw,
-        versions=library_versions("onnxscript", "onnxruntime"),
+        arch=cfg.name, num_classes=cfg.num_classes, input=get_config(cfg.name).input.at_size(size),
+        weights=info.description, weights_sha256=info.sha256, seed=info.seed, opset=opset, batch=batch,
+        dynamic_hw=dynamic_hw, versions=library_versions("onnxscript", "onnxruntime"), rsoftmax=cfg.rsoftmax_count,
     )
 
 
@@ -135,26 +203,39 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def is_engine(path: str | Path) -> bool:
+    """Whether a path names a TensorRT engine (by its suffix: .engine, .plan or .trt)."""
     return Path(path).suffix.lower() in ENGINE_SUFFIXES
 
 
 def read_manifest(artifact: str | Path) -> dict[str, Any] | None:
-    """The JSON manifest beside an artifact, or None when there is none or it is not JSON."""
+    """The JSON manifest beside an artifact, or None when there is none.
+
+    Raises:
+        ArtifactError: The manifest exists but is not a JSON object (cut or hand-edited).
+    """
     path = manifest_path(artifact)
+    if not path.is_file():
+        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: damaged manifest ({type(exc).__name__}); build the artifact again") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: damaged manifest (not a JSON object); build the artifact again")
+    return data
 
 
-def meta_from_manifest(manifest: dict[str, Any]) -> ArtifactMeta | None:
-    """The :class:`ArtifactMeta` stored at the top level of a manifest (engines carry theirs there)."""
-    names = set(ArtifactMeta.__dataclass_fields__)
+def meta_from_manifest(manifest: dict[str, Any], source: str = "the manifest") -> ArtifactMeta | None:
+    """The :class:`ArtifactMeta` stored at the top level of a manifest (engines carry theirs there).
+
+    Raises:
+        ArtifactError: The manifest's metadata is damaged.
+    """
+    names = {f.name for f in fields(ArtifactMeta)}
     values = {k: v for k, v in manifest.items() if k in names}
-    if values.get("arch") in (None, "unknown") or "input" not in values:
+    if values.get("arch") in (None, "unknown"):
         return None
     try:
         return ArtifactMeta.from_dict(values)
-    except (TypeError, ValueError, KeyError):
-        return None
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source}: damaged resnest-deploy metadata ({exc})") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -22,40 +23,27 @@ from pathlib import Path
 import onnx
 import torch
 
-from resnest_deploy import __version__
+from resnest_deploy import __version__, interrupts
 from resnest_deploy.atomic import atomic_path, ensure_writable_dir
+from resnest_deploy.paths import output_file
 from resnest_deploy.errors import ConfigError, ExportFailedError, VerificationError
 from resnest_deploy.models import create_model, get_config
-from resnest_deploy.models.batchnorm import synthetic_images
 from resnest_deploy.models.fold import fold_batchnorm
+from resnest_deploy.models.synthetic import synthetic_images
 from resnest_deploy.stages import stage_durations
 
 from .graph import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, TWO_GB, InspectReport, inspect_onnx
+from .graph_index import set_dynamic_hw
 from .metadata import ArtifactMeta, meta_for_model, write_manifest, write_metadata
 from .opset import convert_opset
+from .options import ExportOptions
 from .verify import Comparison, compare_with_eager
 
 MIN_IMG_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the classifier
 MAX_DYNAMIC_BATCH = 4096
-EXPORT_STAGES = ("build model", "torch.onnx.export", "finalize graph", "write + check contract", "verify with ONNX Runtime")
+EXPORT_STAGES = ("build model", "torch.onnx.export", "finalize graph", "write + check contract",
+                 "verify with ONNX Runtime")
 ProgressFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What to export and how. See ``resnest-deploy export --help`` for the meaning of each field."""
-
-    arch: str
-    weights: Path | None = None
-    output: Path | None = None
-    opset: int = DEFAULT_OPSET
-    img_size: int | None = None
-    batch: str = "dynamic"
-    dynamic_hw: bool = False
-    verify: bool = True
-    keep_failed: bool = False
-    num_classes: int | None = None
-    seed: int = 0
 
 
 @dataclass
@@ -115,9 +103,15 @@ def _torch_export(model: torch.nn.Module, size: int, batch: int | None, opset: i
                 verbose=False,
             )
     except Exception as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
+        interrupts.check()  # torch wraps (or retries after) an interrupt: report the interrupt, not a failure
+        text = _ANSI.sub("", str(exc))
+        lines = [line for line in text.splitlines() if line.strip()]
         raise ExportFailedError(f"torch.onnx.export failed: {lines[0][:300] if lines else type(exc).__name__}") from exc
+    interrupts.check()
     return program.model_proto
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _finalize(proto: onnx.ModelProto, meta: ArtifactMeta, *, dynamic: bool, dynamic_hw: bool) -> onnx.ModelProto:
@@ -130,11 +124,7 @@ def _finalize(proto: onnx.ModelProto, meta: ArtifactMeta, *, dynamic: bool, dyna
                 if symbol and dim.dim_param == symbol:
                     dim.dim_param = "batch"
     if dynamic_hw:
-        dims = graph.input[0].type.tensor_type.shape.dim
-        for index, name in ((2, "height"), (3, "width")):
-            dims[index].Clear()
-            dims[index].dim_param = name
-        del graph.value_info[:]
+        set_dynamic_hw(proto)
     # Stack traces and exporter annotations carry local paths and change from run to run.
     for node in graph.node:
         del node.metadata_props[:]
@@ -190,26 +180,40 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
             (with ``keep_failed``, the file is kept as ``*.failed.onnx``).
     """
     size, batch = _validate(options)
-    output = Path(options.output) if options.output else default_output(options.arch)
-    if output.is_dir():
-        output = output / f"{options.arch}.onnx"
+    output = output_file(options.output or default_output(options.arch), f"{options.arch}.onnx")
     ensure_writable_dir(output.parent)
     timings: dict[str, float] = {}
 
     def stage(name: str) -> None:
         timings[name] = time.perf_counter()
+        interrupts.set_stage(name)
         if progress:
             progress(name)
 
-    stage(EXPORT_STAGES[0])
-    model = create_model(options.arch, weights=options.weights, num_classes=options.num_classes, seed=options.seed)
-    stage(EXPORT_STAGES[1])
-    proto = _torch_export(fold_batchnorm(model), size, batch, options.opset)
-    stage(EXPORT_STAGES[2])
-    meta = meta_for_model(model, size=size, opset=options.opset, batch="dynamic" if batch is None else str(batch),
-                          dynamic_hw=options.dynamic_hw)
-    proto = _finalize(proto, meta, dynamic=batch is None, dynamic_hw=options.dynamic_hw)
-    stage(EXPORT_STAGES[3])
+    with interrupts.producing(output), interrupts.stage("export"):
+        stage(EXPORT_STAGES[0])
+        model = create_model(options.arch, weights=options.weights, num_classes=options.num_classes,
+                             seed=options.seed)
+        stage(EXPORT_STAGES[1])
+        proto = _torch_export(fold_batchnorm(model), size, batch, options.opset)
+        stage(EXPORT_STAGES[2])
+        meta = meta_for_model(model, size=size, opset=options.opset,
+                              batch="dynamic" if batch is None else str(batch), dynamic_hw=options.dynamic_hw)
+        proto = _finalize(proto, meta, dynamic=batch is None, dynamic_hw=options.dynamic_hw)
+        stage(EXPORT_STAGES[3])
+        report, comparisons = _write_checked(proto, model, output, options, size, batch, stage)
+        timings = stage_durations(timings)
+        manifest = write_manifest(
+            output, meta, graph={"nodes": report.node_count, "ops": report.op_histogram, "bytes": report.size_bytes},
+            checks=[c.to_dict() for c in report.checks], verification=[c.to_dict() for c in comparisons],
+            timings_s=timings,
+        )
+    return ExportResult(output, manifest, meta, report, comparisons, timings)
+
+
+def _write_checked(proto: onnx.ModelProto, model: torch.nn.Module, output: Path, options: ExportOptions, size: int,
+                   batch: int | None, stage: ProgressFn) -> tuple[InspectReport, list[Comparison]]:
+    """Save to a temporary file, check the contract, verify against eager; rename only when all passed."""
     with atomic_path(output) as tmp:
         _save(proto, tmp, output.name)
         report = inspect_onnx(tmp, model=proto)
@@ -227,10 +231,6 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
                 os.replace(tmp, failed)
                 kept = f"; kept as {failed}"
             raise VerificationError(f"export of {options.arch} failed its checks{kept}", details=problems)
-    timings = stage_durations(timings)
-    manifest = write_manifest(
-        output, meta, graph={"nodes": report.node_count, "ops": report.op_histogram, "bytes": report.size_bytes},
-        checks=[c.__dict__ for c in report.checks], verification=[c.to_dict() for c in comparisons],
-        timings_s=timings,
-    )
-    return ExportResult(output, manifest, meta, report, comparisons, timings)
+    return report, comparisons
+
+

@@ -6,56 +6,55 @@ Used by ``inspect`` and by ``quantize`` on its own output, and usable on Q/DQ fi
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+
+from resnest_deploy.checks import Check
+
+from .graph_index import GraphIndex, attr
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
-
-
-@dataclass(frozen=True)
-class RuleCheck:
-    name: str
-    passed: bool
-    detail: str
+WEIGHTED = ("Conv", "Gemm")
 
 
 def has_qdq(model: onnx.ModelProto) -> bool:
+    """Whether the graph holds any QuantizeLinear/DequantizeLinear node."""
     return any(n.op_type in QDQ for n in model.graph.node)
 
 
-def check_qdq_rules(model: onnx.ModelProto) -> list[RuleCheck]:
+def check_qdq_rules(model: onnx.ModelProto) -> list[Check]:
     """One verdict per rule: weights, activations, Conv outputs, residual Adds. Float Convs are reported."""
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    producers = {out: n for n in graph.node for out in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
+    index = GraphIndex(model.graph)
+    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED]
+    return [*_input_rules(index, weighted), _conv_output_rule(index, weighted), _residual_rule(index)]
 
-    def const(name: str) -> np.ndarray | None:
-        if name in inits:
-            return numpy_helper.to_array(inits[name])
-        node = producers.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(node.attribute[0].t)
-        return None
 
-    def zero_point_ok(node: onnx.NodeProto) -> bool:
-        if len(node.input) < 3 or not node.input[2]:
-            return False  # default zero-point is uint8, not the int8 TensorRT takes
-        zp = const(node.input[2])
-        return zp is not None and zp.dtype == np.int8 and not np.any(zp)
+def _zero_point_ok(index: GraphIndex, node: onnx.NodeProto) -> bool:
+    """An explicit INT8 zero-point of 0 (the default zero-point is uint8, which TensorRT does not take)."""
+    if len(node.input) < 3 or not node.input[2]:
+        return False
+    zp = index.const(node.input[2])
+    return zp is not None and zp.dtype == np.int8 and not np.any(zp)
 
-    weighted = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
+
+def _weights_ok(index: GraphIndex, dq: onnx.NodeProto) -> bool:
+    """INT8 weights (stored, or float through Q -> DQ) with one symmetric scale per output channel."""
+    q, scale = index.const(dq.input[0]), index.const(dq.input[1])
+    src = index.producer(dq.input[0])
+    if q is None and src is not None and src.op_type == "QuantizeLinear":
+        q, scale = index.const(src.input[0]), index.const(src.input[1])
+        zp_ok = _zero_point_ok(index, src) and _zero_point_ok(index, dq)
+    else:
+        zp_ok = _zero_point_ok(index, dq) and q is not None and q.dtype == np.int8
+    channels = None if q is None else q.shape[attr(dq, "axis", 1)]
+    return scale is not None and scale.ndim == 1 and scale.shape[0] == channels and zp_ok
+
+
+def _input_rules(index: GraphIndex, weighted: list[onnx.NodeProto]) -> list[Check]:
+    """Weights per-channel symmetric INT8; activation inputs per-tensor symmetric INT8."""
     bad_weights, bad_acts, float_inputs = [], [], []
     for node in weighted:
-        w = producers.get(node.input[1])
-        x = producers.get(node.input[0])
+        w, x = index.producer(node.input[1]), index.producer(node.input[0])
         w_q = w is not None and w.op_type == "DequantizeLinear"
         x_q = x is not None and x.op_type == "DequantizeLinear"
         if not w_q and not x_q:
@@ -64,72 +63,55 @@ def check_qdq_rules(model: onnx.ModelProto) -> list[RuleCheck]:
         if not w_q:
             bad_weights.append(f"{node.name}: quantized input but float weights")
             continue
-        q = const(w.input[0])
-        scale = const(w.input[1])
-        src = producers.get(w.input[0])
-        if q is None and src is not None and src.op_type == "QuantizeLinear":
-            q, scale = const(src.input[0]), const(src.input[1])  # Q->DQ on float weights is also valid
-            zp_ok = zero_point_ok(src) and zero_point_ok(w)
-        else:
-            zp_ok = zero_point_ok(w) and (q is not None and q.dtype == np.int8)
-        channels = None if q is None else q.shape[_axis(w)]
-        if scale is None or scale.ndim != 1 or scale.shape[0] != channels or not zp_ok:
+        if not _weights_ok(index, w):
             bad_weights.append(f"{node.name}: weights not per-channel symmetric INT8")
         if not x_q:
             bad_acts.append(f"{node.name}: INT8 weights but a float input")
             continue
-        scale = const(x.input[1])
-        if scale is None or scale.size != 1 or not zero_point_ok(x):
+        scale = index.const(x.input[1])
+        if scale is None or scale.size != 1 or not _zero_point_ok(index, x):
             bad_acts.append(f"{node.name}: activation not per-tensor symmetric INT8")
-    checks = [
-        RuleCheck("weights: INT8, per output channel, symmetric", not bad_weights,
-                  bad_weights[0] if bad_weights else f"{len(weighted)} Conv/Gemm"),
-        RuleCheck("activations: per tensor, symmetric, zero-point 0", not bad_acts,
-                  bad_acts[0] if bad_acts else
-                  f"{len(weighted) - len(float_inputs)} quantized inputs, {len(float_inputs)} left float"
-                  + (f" (e.g. {float_inputs[0]})" if float_inputs else "")),
+    quantized = len(weighted) - len(float_inputs)
+    return [
+        Check("weights: INT8, per output channel, symmetric", not bad_weights,
+              bad_weights[0] if bad_weights else f"{len(weighted)} Conv/Gemm"),
+        Check("activations: per tensor, symmetric, zero-point 0", not bad_acts,
+              bad_acts[0] if bad_acts else f"{quantized} quantized inputs, {len(float_inputs)} left float"
+              + (f" (e.g. {float_inputs[0]})" if float_inputs else "")),
     ]
+
+
+def _conv_output_rule(index: GraphIndex, weighted: list[onnx.NodeProto]) -> Check:
+    """No Q/DQ between a Conv and the BatchNorm/ReLU TensorRT fuses it with."""
     after_conv = []
     for node in weighted:
-        for q in consumers.get(node.output[0], []):
+        for q in index.users(node.output[0]):
             if q.op_type != "QuantizeLinear":
                 continue
-            for dq in consumers.get(q.output[0], []):
-                fused = [c.name for c in consumers.get(dq.output[0], [])
+            for dq in index.users(q.output[0]):
+                fused = [c.name for c in index.users(dq.output[0])
                          if c.op_type in ("Relu", "BatchNormalization", "Clip")]
                 after_conv += [f"{q.name} (before {fused[0]})"] if fused else []
-    batchnorm = [n.name for n in graph.node if n.op_type == "BatchNormalization"]
-    checks.append(RuleCheck("nothing between Conv and BatchNorm/ReLU", not after_conv and not batchnorm,
-                            f"Q/DQ on Conv output at {after_conv[0]}" if after_conv else
-                            f"unfolded BatchNormalization {batchnorm[0]}" if batchnorm else "Conv outputs float"))
+    batchnorm = [n.name for n in index.graph.node if n.op_type == "BatchNormalization"]
+    detail = (f"Q/DQ on Conv output at {after_conv[0]}" if after_conv else
+              f"unfolded BatchNormalization {batchnorm[0]}" if batchnorm else "Conv outputs float")
+    return Check("nothing between Conv and BatchNorm/ReLU", not after_conv and not batchnorm, detail)
+
+
+def _residual_rule(index: GraphIndex) -> Check:
+    """At each residual Add, exactly one input (the identity) is quantized, so the branch's Conv fuses with it."""
     bad_adds, good_adds, float_adds = [], 0, 0
-    for node in graph.node:
-        if node.op_type != "Add" or len(node.input) != 2 or any(i in inits for i in node.input):
+    for node in index.graph.node:
+        if node.op_type != "Add" or len(node.input) != 2 or any(i in index.initializers for i in node.input):
             continue
-        if not any(c.op_type == "Relu" for c in consumers.get(node.output[0], [])):
+        if not any(c.op_type == "Relu" for c in index.users(node.output[0])):
             continue
-        kinds = [producers[i].op_type if i in producers else "input" for i in node.input]
-        dq = kinds.count("DequantizeLinear")
+        dq = sum(1 for i in node.input if (p := index.producer(i)) is not None and p.op_type == "DequantizeLinear")
         if dq == 1:
             good_adds += 1
         elif dq == 2:
             bad_adds.append(f"{node.name}: both inputs quantized, the conv branch cannot fuse")
         else:
             float_adds += 1
-    checks.append(RuleCheck("residual Add: identity quantized, conv branch float", not bad_adds,
-                            bad_adds[0] if bad_adds else f"{good_adds} residual Adds quantized, {float_adds} float"))
-    return checks
-
-
-def _axis(node: onnx.NodeProto) -> int:
-    return next((a.i for a in node.attribute if a.name == "axis"), 1)
-
-
-def int8_type_ok(model: onnx.ModelProto) -> bool:
-    """Every QuantizeLinear produces INT8 (TensorRT takes INT8 Q/DQ, not UINT8)."""
-    inits = {i.name: i for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
-            if inits[node.input[2]].data_type != TensorProto.INT8:
-                return False
-    return True
+    return Check("residual Add: identity quantized, conv branch float", not bad_adds,
+                 bad_adds[0] if bad_adds else f"{good_adds} residual Adds quantized, {float_adds} float")

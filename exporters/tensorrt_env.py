@@ -76,11 +76,5 @@ def import_tensorrt(what: str, index: int = 0) -> tuple[ModuleType, GpuInfo]:
 
 
 def trt_version(trt: ModuleType) -> str:
+    """The installed TensorRT's version string."""
     return str(getattr(trt, "__version__", "unknown"))
-
-
-def trt_major(trt: ModuleType) -> int:
-    try:
-        return int(trt_version(trt).split(".")[0])
-    except ValueError:
-        return 0

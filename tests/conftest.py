@@ -91,7 +91,7 @@ def write_test_images(folder: Path, *, classes: int = 2, per_class: int = 3, cor
 @pytest.fixture(scope="session")
 def export_cache(tmp_path_factory):
     """Export an arch once per test worker and size; tests share the file (they must not modify it)."""
-    from exporters.onnx_export import ExportOptions, export_onnx
+    from resnest_deploy.exporters.onnx_export import ExportOptions, export_onnx
 
     root = tmp_path_factory.mktemp("exports")
     cache: dict = {}

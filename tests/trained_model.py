@@ -116,7 +116,7 @@ def write_dataset(root: Path, recipe: Recipe) -> tuple[Path, Path]:
 
 
 def _load_split(folder: Path, cfg) -> tuple[np.ndarray, np.ndarray]:
-    from calibration.images import find_images, iter_batches
+    from resnest_deploy.calibration.images import find_images, iter_batches
 
     images = find_images(folder)
     arrays, labels = [], []
@@ -131,8 +131,8 @@ def train(root: Path, recipe: Recipe) -> TrainedModel:
     import torch
     from torch import nn
 
-    from exporters.metadata import meta_for_model
-    from exporters.onnx_export import ExportOptions, export_onnx
+    from resnest_deploy.exporters.metadata import meta_for_model
+    from resnest_deploy.exporters.onnx_export import ExportOptions, export_onnx
     from resnest_deploy.models import create_model
 
     started = time.perf_counter()

@@ -1,8 +1,8 @@
 """`resnest-deploy bench`: eager PyTorch, ONNX Runtime and TensorRT timed the same way, interleaved.
 
 For every batch size, all contenders (the eager model and each artifact on its backend) run round by round after
-a separate warm-up; latency percentiles, throughput and the ratio to eager are reported with an environment block
-and the weights' provenance (real checkpoint or random init with BatchNorm re-estimated).
+a separate warm-up; latency percentiles, throughput and the ratio to the reference contender are reported with
+an environment block and the weights' provenance (real checkpoint or random init with BatchNorm re-estimated).
 """
 
 from __future__ import annotations
@@ -17,36 +17,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from exporters.graph import check_fits, fixed_batch, load_artifact
-from exporters.metadata import is_engine
-
+from .. import interrupts
 from ..atomic import write_text_atomic
+from ..paths import sibling_paths
 from ..errors import ConfigError
+from ..exporters.graph import check_fits, load_artifact
+from ..exporters.graph_index import fixed_batch
+from ..exporters.metadata import ArtifactMeta, is_engine
 from ..models import create_model, get_config
-from ..models.batchnorm import synthetic_images
+from ..models.synthetic import synthetic_images
 from ..runners.base import Runner
 from ..runners.factory import open_artifact_runner
 from ..runners.torch_runner import TorchRunner
+from .options import Backend, BenchOptions
 from .timing import Contender, environment, measure_interleaved
 
-BACKENDS = ("eager", "ort", "trt")
 ProgressFn = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    """What to time. See ``resnest-deploy bench --help``."""
-
-    artifacts: tuple[Path, ...]
-    arch: str | None = None
-    weights: Path | None = None
-    backends: tuple[str, ...] = ("eager", "ort")
-    batches: tuple[int, ...] = (1, 8)
-    warmup: int = 3
-    iters: int = 20
-    threads: int | None = None
-    seed: int = 0
-    cuda_graph: bool = False  # TensorRT engines replay a captured CUDA graph per batch size
 
 
 @dataclass
@@ -67,14 +53,6 @@ class BenchResult:
                 "rows": self.rows, "notes": self.notes}
 
 
-def parse_list(text: str, *, kind: str) -> tuple[str, ...]:
-    """Split a comma-separated option value, dropping blanks."""
-    items = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not items:
-        raise ConfigError(f"--{kind} needs at least one value")
-    return items
-
-
 def _rss_mb() -> float:
     """Current resident set size in MB (Linux /proc), falling back to the peak."""
     try:
@@ -86,6 +64,8 @@ def _rss_mb() -> float:
 
 @dataclass
 class _Loaded:
+    """A contender ready to time: its runner and what it can take."""
+
     label: str
     backend: str
     precision: str
@@ -94,100 +74,150 @@ class _Loaded:
     rss_mb: float
 
 
-def _validate(options: BenchOptions) -> None:
-    unknown = [b for b in options.backends if b not in BACKENDS]
+@dataclass
+class _Artifact:
+    path: Path
+    meta: ArtifactMeta | None
+    proto: Any
+
+
+def validate_options(options: BenchOptions) -> None:
+    """Check the options before any model is built.
+
+    Raises:
+        ConfigError: Unknown backend, bad counts, a backend that does not fit an artifact, or no GPU for trt.
+    """
+    names = [b.value for b in Backend]
+    unknown = [str(b) for b in options.backends if b not in names]
     if unknown:
-        raise ConfigError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
-    if any(b < 1 for b in options.batches):
+        raise ConfigError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(names)}")
+    if not options.batches or any(isinstance(b, bool) or b < 1 for b in options.batches):
         raise ConfigError(f"--batch sizes must be >= 1, got {list(options.batches)}")
-    if options.iters < 1 or options.warmup < 0:
-        raise ConfigError("--iters must be >= 1 and --warmup >= 0")
-    if "trt" in options.backends and not torch.cuda.is_available():
+    for name, value, low in (("--iters", options.iters, 1), ("--warmup", options.warmup, 0),
+                             ("--threads", options.threads, 1), ("--seed", options.seed, 0)):
+        if value is not None and value < low:
+            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    if Backend.trt in options.backends and not torch.cuda.is_available():
         raise ConfigError("the trt backend needs an NVIDIA GPU with TensorRT; no CUDA device found")
-    if not options.artifacts and "eager" not in options.backends:
+    if not options.artifacts and Backend.eager not in options.backends:
         raise ConfigError("nothing to time: give an artifact or the eager backend")
+    for path in options.artifacts:
+        if Path(path).suffix.lower() == ".onnx" and Backend.ort not in options.backends:
+            raise ConfigError(f"{path} is an ONNX file but the ort backend is not selected")
+        if is_engine(path) and Backend.trt not in options.backends:
+            raise ConfigError(f"{path} is a TensorRT engine: add the trt backend (--backends ...,trt)")
 
 
 def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> BenchResult:
     """Time the eager model and every artifact at every batch size, interleaved.
 
     Raises:
-        ConfigError: Unknown backend, bad batch, or an artifact that does not fit the architecture.
+        ConfigError: Unknown backend, bad batch, an artifact that does not fit the architecture or takes none of
+            the requested batch sizes.
         ArtifactError: An artifact is missing or unreadable.
     """
-    _validate(options)
+    validate_options(options)
     threads = options.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    metas = []
+    artifacts = []
     for path in options.artifacts:
-        if path.suffix.lower() == ".onnx" and "ort" not in options.backends:
-            raise ConfigError(f"{path} is an ONNX file but the ort backend is not selected")
-        if is_engine(path) and "trt" not in options.backends:
-            raise ConfigError(f"{path} is a TensorRT engine: add the trt backend (--backends ...,trt)")
         proto, meta = load_artifact(path, load_external_data=False)
-        metas.append((path, meta, proto))
-    arch = options.arch or next((m.arch for _, m, _ in metas if m), None)
+        artifacts.append(_Artifact(Path(path), meta, proto))
+    arch = options.arch or next((a.meta.arch for a in artifacts if a.meta), None)
     if arch is None:
         raise ConfigError("no architecture: pass --arch (the artifacts carry no resnest-deploy metadata)")
     cfg = get_config(arch)
-    size = next((m.input.size for _, m, _ in metas if m), cfg.input.size)
-    meta0 = next((m for _, m, _ in metas if m), None)
+    meta0 = next((a.meta for a in artifacts if a.meta), None)
+    size = meta0.input.size if meta0 else cfg.input.size
     model = create_model(arch, weights=options.weights, num_classes=meta0.num_classes if meta0 else None,
                          seed=meta0.seed if meta0 and meta0.seed is not None else options.seed)
     loaded: list[_Loaded] = []
-    for path, meta, proto in metas:
-        if meta and meta.arch != arch:
-            raise ConfigError(f"{path.name} was exported from {meta.arch}, not {arch}")
-        if proto is not None:
-            check_fits(proto, num_classes=model.config.num_classes, size=size, what=f"{arch} ({path.name})")
-        before = _rss_mb()
-        runner = open_artifact_runner(path, provider="auto", threads=threads, cuda_graph=options.cuda_graph)
-        runner.__enter__()
-        fixed = fixed_batch(proto) if proto is not None else runner.input_specs[0].shape[0]
-        precision = meta.precision if meta else "fp32"
-        label = runner.name.replace("ExecutionProvider", "")
-        loaded.append(_Loaded(f"{label} {precision} ({path.name})", "trt" if proto is None else "ort", precision,
-                              runner,
-                              fixed if isinstance(fixed, int) else None, _rss_mb() - before))
-    if "eager" in options.backends:
-        before = _rss_mb()
-        eager = TorchRunner(model, size=size)
-        eager.__enter__()
-        loaded.insert(0, _Loaded(f"eager PyTorch fp32 ({threads} threads)", "eager", "fp32", eager, None,
-                                 _rss_mb() - before))
-    rows: list[dict[str, Any]] = []
     notes: list[str] = []
     try:
-        for batch in options.batches:
-            x = synthetic_images(batch, size, torch.Generator().manual_seed(options.seed + batch)).numpy()
-            present = [c for c in loaded if c.fixed_batch in (None, batch)]
-            for c in loaded:
-                if c not in present:
-                    notes.append(f"{c.label}: fixed batch {c.fixed_batch}, skipped at batch {batch}")
-            contenders = [Contender(c.label, _runner_call(c.runner, x), batch) for c in present]
-
-            def report(phase: str, done: int, total: int, batch: int = batch) -> None:
-                if progress:
-                    progress(f"batch {batch}: {phase}", done, total)
-
-            stats = measure_interleaved(contenders, warmup=options.warmup, iters=options.iters, progress=report)
-            eager_p50 = next((s.p50 for s, c in zip(stats, present) if c.backend == "eager"), None)
-            for s, c in zip(stats, present):
-                row = {**s.to_dict(), "backend": c.backend, "precision": c.precision, "load_rss_mb": c.rss_mb,
-                       "ratio_vs_eager": s.p50 / eager_p50 if eager_p50 else None}
-                rows.append(row)
+        loaded = _open_contenders(options, artifacts, model, arch, size, threads)
+        notes += _batch_notes(loaded, options.batches)
+        with interrupts.stage("bench"):
+            rows = [row for batch in options.batches
+                    for row in _measure_batch(loaded, batch, size, options, progress)]
     finally:
         for c in loaded:
             c.runner.__exit__(None, None, None)
-    env = environment(threads)
     return BenchResult(arch=arch, weights=model.weights_info.description, input_size=size, rows=rows,
-                       environment=env, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
-                       notes=notes)
+                       environment=environment(threads),
+                       peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, notes=notes)
+
+
+def _open_contenders(options: BenchOptions, artifacts: list[_Artifact], model: torch.nn.Module, arch: str,
+                     size: int, threads: int) -> list[_Loaded]:
+    """Open a runner per artifact (and the eager model), recording the memory each one took."""
+    loaded: list[_Loaded] = []
+    try:
+        for art in artifacts:
+            if art.meta and art.meta.arch != arch:
+                raise ConfigError(f"{art.path.name} was exported from {art.meta.arch}, not {arch}")
+            if art.proto is not None:
+                check_fits(art.proto, num_classes=model.config.num_classes, size=size,
+                           what=f"{arch} ({art.path.name})")
+            before = _rss_mb()
+            runner = open_artifact_runner(art.path, provider="auto", threads=threads, cuda_graph=options.cuda_graph)
+            runner.__enter__()
+            fixed = fixed_batch(art.proto) if art.proto is not None else runner.input_specs[0].shape[0]
+            precision = art.meta.precision if art.meta else "fp32"
+            label = runner.name.replace("ExecutionProvider", "")
+            loaded.append(_Loaded(f"{label} {precision} ({art.path.name})", "trt" if art.proto is None else "ort",
+                                  precision, runner, fixed if isinstance(fixed, int) else None, _rss_mb() - before))
+        if Backend.eager in options.backends:
+            before = _rss_mb()
+            eager = TorchRunner(model, size=size)
+            eager.__enter__()
+            loaded.insert(0, _Loaded(f"eager PyTorch fp32 ({threads} threads)", "eager", "fp32", eager, None,
+                                     _rss_mb() - before))
+    except BaseException:
+        for c in loaded:
+            c.runner.__exit__(None, None, None)
+        raise
+    return loaded
+
+
+def _batch_notes(loaded: list[_Loaded], batches: tuple[int, ...]) -> list[str]:
+    """Notes for fixed-batch contenders skipped at some batch sizes; an error when one fits none of them.
+
+    Raises:
+        ConfigError: A fixed-batch artifact takes none of the requested batch sizes (the table would hold
+            nothing for it).
+    """
+    notes = []
+    for c in loaded:
+        if c.fixed_batch is None:
+            continue
+        if c.fixed_batch not in batches:
+            raise ConfigError(f"{c.label} has a fixed batch of {c.fixed_batch}, which --batch "
+                              f"{','.join(map(str, batches))} does not include; add {c.fixed_batch}")
+        notes += [f"{c.label}: fixed batch {c.fixed_batch}, skipped at batch {b}" for b in batches
+                  if b != c.fixed_batch]
+    return notes
+
+
+def _measure_batch(loaded: list[_Loaded], batch: int, size: int, options: BenchOptions,
+                   progress: ProgressFn | None) -> list[dict[str, Any]]:
+    """Time every contender that takes ``batch``, interleaved; one row each."""
+    x = synthetic_images(batch, size, torch.Generator().manual_seed(options.seed + batch)).numpy()
+    present = [c for c in loaded if c.fixed_batch in (None, batch)]
+    contenders = [Contender(c.label, _runner_call(c.runner, x), batch) for c in present]
+
+    def report(phase: str, done: int, total: int) -> None:
+        interrupts.check()
+        if progress:
+            progress(f"batch {batch}: {phase}", done, total)
+
+    stats = measure_interleaved(contenders, warmup=options.warmup, iters=options.iters, progress=report)
+    reference = next((s.p50 for s, c in zip(stats, present) if c.backend == "eager"), None)
+    return [{**s.to_dict(), "backend": c.backend, "precision": c.precision, "load_rss_mb": c.rss_mb,
+             "ratio_vs_eager": s.p50 / reference if reference else None} for s, c in zip(stats, present)]
 
 
 def _runner_call(runner: Runner, x: np.ndarray) -> Callable[[], Any]:
-    name = runner.input_specs[0].name
-    feed = {name: x}
+    feed = {runner.input_specs[0].name: x}
     return lambda: runner.infer(feed)
 
 
@@ -217,9 +247,12 @@ def render_markdown(result: BenchResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(result: BenchResult, json_path: Path) -> tuple[Path, Path]:
-    """Write the JSON and the Markdown beside it, atomically."""
+def write_reports(result: BenchResult, path: Path) -> tuple[Path, Path]:
+    """Write the JSON and the Markdown side by side, atomically (``r.json`` or ``r.md`` name both)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{result.arch}.bench.json"
+    json_path, md_path = sibling_paths(path, (".json", ".md"))
     write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
-    md = json_path.with_suffix(".md")
-    write_text_atomic(md, render_markdown(result))
-    return json_path, md
+    write_text_atomic(md_path, render_markdown(result))
+    return json_path, md_path

@@ -129,7 +129,8 @@ def environment(threads: int | None = None) -> dict[str, Any]:
                     break
     except OSError:
         pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
+                            "python": platform.python_version(),
                             "platform": platform.platform()}
     for name in ("torch", "onnxruntime", "onnx", "tensorrt"):
         module = __import__("sys").modules.get(name)

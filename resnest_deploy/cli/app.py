@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
-from .. import __version__
+from .. import __version__, interrupts
 from ..errors import ResnestDeployError
 from . import bench_cmd, build_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd
+
+EXIT_FAILED_CHECK = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
 
 app = typer.Typer(
     name="resnest-deploy",
     help="Take ResNeSt-family classifiers from PyTorch to ONNX, FP16/INT8 and TensorRT, with parity reports.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Plain help text: rich markup would eat every "[default: ...]" and any [bracketed] word in a help string.
+    rich_markup_mode=None,
 )
 
 
@@ -27,7 +33,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
+                                 help="Print the version."),
 ) -> None:
     """Take ResNeSt-family classifiers from PyTorch to ONNX, FP16/INT8 and TensorRT, with parity reports."""
 
@@ -41,23 +48,21 @@ bench_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app; errors become one red line on stderr and an exit code.
+    """Console-script entry point: run the app; every error becomes one red line on stderr and an exit code.
 
-    Package errors exit with their ``exit_code`` (2 for bad input, 1 for failed verification); click's usage
-    errors (unknown option, bad value) exit 2, also as one line.
+    Exit codes: 0 done; 1 a check failed (parity, verification); 2 bad input (package errors, usage errors,
+    files the system refuses); 3 an internal error (a bug: set RESNEST_DEPLOY_DEBUG=1 for the traceback);
+    130 Ctrl-C and 143 SIGTERM, with no partial file left behind.
     """
-    import signal
-
-    # SIGTERM unwinds like Ctrl-C, so temporary files are removed and no partial artifact is left.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    interrupts.install()
     try:
         code = app(args=argv, prog_name="resnest-deploy", standalone_mode=False)
     except ResnestDeployError as exc:
         _fail(str(exc), getattr(exc, "details", []))
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (interrupts.Interrupted, KeyboardInterrupt, typer.Abort) as exc:
+        print(interrupts.describe(), file=sys.stderr)
+        sys.exit(exc.exit_code if isinstance(exc, interrupts.Interrupted) else 130)
     except _CLICK_ERROR as exc:  # usage errors: unknown command or option, bad value
         if type(exc).__name__ == "NoArgsIsHelpError":
             typer.echo(exc.ctx.get_help() if getattr(exc, "ctx", None) else "")
@@ -66,10 +71,20 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _fail(exc.format_message() + hint, [])
         sys.exit(exc.exit_code)
+    except OSError as exc:  # disk full, permission denied mid-write, ...: the system's words, one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _fail(f"{where}{exc.strerror or exc}", [])
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("RESNEST_DEPLOY_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(please report it; RESNEST_DEPLOY_DEBUG=1 shows the traceback)", [])
+        sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-# typer may vendor click; find its ClickException through a public typer class.
+# typer vendors click; find its ClickException through a public typer class.
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 

@@ -7,34 +7,41 @@ from typing import Annotated
 
 import typer
 
+from ..bench.options import Backend, BenchOptions
+from .options import FLAG, comma_list, defaults, positive_int
 from .render import print_table
+
+_D = defaults(BenchOptions)
 
 
 def bench(
     artifacts: Annotated[list[Path], typer.Argument(help="ONNX files (or engines) to time.")] = [],  # noqa: B006
-    arch: Annotated[str | None, typer.Option(help="Architecture [default: from the artifacts' metadata].")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint for the eager model.")] = None,
-    backends: Annotated[str, typer.Option(help="Comma-separated: eager, ort, trt.")] = "eager,ort",
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
-    warmup: Annotated[int, typer.Option(help="Untimed rounds before measuring.")] = 3,
-    iters: Annotated[int, typer.Option(help="Timed rounds (each runs every contender once).")] = 20,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for every backend [default: torch's].")] = None,
-    report: Annotated[Path | None, typer.Option(help="JSON report path (Markdown beside it).")] = None,
-    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay a captured CUDA graph.")]
-    = False,
+    arch: Annotated[str | None, typer.Option(help="Architecture [default: from the artifacts' metadata].")] = _D.arch,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint for the eager model.")] = _D.weights,
+    backends: Annotated[str, typer.Option(
+        metavar="eager,ort,trt", parser=comma_list(Backend, "backend"),
+        help="Comma-separated backends to time: eager, ort, trt.")] = ",".join(b.value for b in _D.backends),
+    batch: Annotated[str, typer.Option(
+        metavar="N,N,...", parser=comma_list(positive_int, "batch size"),
+        help="Batch sizes to time, comma-separated (each one a separate table row per contender).")]
+    = ",".join(map(str, _D.batches)),
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed rounds before measuring.")] = _D.warmup,
+    iters: Annotated[int, typer.Option(min=1, help="Timed rounds (each runs every contender once).")] = _D.iters,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for every backend [default: torch's].")]
+    = _D.threads,
+    report: Annotated[Path | None, typer.Option(
+        help="Report path: JSON and Markdown side by side (r.json or r.md names both).")] = None,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", metavar=FLAG,
+                                             help="TensorRT: replay a captured CUDA graph.")] = _D.cuda_graph,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic inputs.")] = _D.seed,
 ) -> None:
     """Time eager PyTorch and each artifact, interleaved round by round; p50/p90/p99, throughput, ratio to eager."""
-    from ..bench.harness import BenchOptions, default_report_path, parse_list, run_bench, write_reports
-    from ..errors import ConfigError
+    from ..bench.harness import default_report_path, run_bench, write_reports
     from .progress import phase_progress
 
-    try:
-        batches = tuple(int(b) for b in parse_list(batch, kind="batch"))
-    except ValueError:
-        raise ConfigError(f"--batch takes comma-separated integers, got {batch!r}") from None
-    options = BenchOptions(artifacts=tuple(artifacts), arch=arch, weights=weights,
-                           backends=parse_list(backends, kind="backends"), batches=batches, warmup=warmup,
-                           iters=iters, threads=threads, cuda_graph=cuda_graph)
+    options = BenchOptions(artifacts=tuple(artifacts), arch=arch, weights=weights, backends=tuple(backends),
+                           batches=tuple(batch), warmup=warmup, iters=iters, threads=threads, cuda_graph=cuda_graph,
+                           seed=seed)
     with phase_progress("bench") as update:
         result = run_bench(options, progress=update)
     json_path, md_path = write_reports(result, report or default_report_path(
@@ -54,7 +61,9 @@ def bench(
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="Folder holding *.parity.json and *.bench.json files.")],
-    output: Annotated[Path | None, typer.Option(help="HTML path [default: RUN_DIR/report.html].")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Page path: HTML and Markdown side by side (r.html or r.md names both) [default: RUN_DIR/report.html].")]
+    = None,
 ) -> None:
     """Gather a run folder's parity and latency reports into one self-contained HTML page and a Markdown summary."""
     from ..reports import build_report

@@ -7,34 +7,43 @@ from typing import Annotated
 
 import typer
 
+from ..exporters.tensorrt_plan import BuildOptions, HardwareCompat
+from .options import FLAG, defaults
 from .render import print_table
 
-BUILD_STAGES = ("import tensorrt", "parse", "build", "inspect")
+_D = defaults(BuildOptions)
 
 
 def build(
     model: Annotated[Path, typer.Argument(help="ONNX file: FP32, FP16-typed or Q/DQ INT8 (the precision is in it).")],
-    batch: Annotated[str, typer.Option(help="Optimization profile MIN:OPT:MAX batch sizes (or one number).")]
-    = "1:8:32",
-    img_size: Annotated[int | None, typer.Option(help="Input side, for ONNX files with dynamic height/width.")]
-    = None,
-    workspace: Annotated[float, typer.Option(help="Workspace memory limit in GiB.")] = 4.0,
-    opt_level: Annotated[int, typer.Option(help="Builder optimization level 0-5.")] = 3,
+    batch: Annotated[str, typer.Option(
+        help="Optimization profile of the engine: MIN:OPT:MAX batch sizes (or one number for a fixed batch).")]
+    = _D.batch,
+    img_size: Annotated[int | None, typer.Option(min=1, help="Input side, for ONNX files with dynamic height/width.")]
+    = _D.img_size,
+    workspace: Annotated[float, typer.Option(help="Workspace memory limit in GiB.")] = _D.workspace_gib,
+    opt_level: Annotated[int, typer.Option(min=0, max=5, help="Builder optimization level 0-5.")] = _D.opt_level,
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache: loaded if present, merged, saved.")]
-    = None,
-    hardware_compat: Annotated[str, typer.Option(help="none (this GPU), ampere+ or same-cc.")] = "none",
+    = _D.timing_cache,
+    hardware_compat: Annotated[HardwareCompat, typer.Option(
+        help="GPUs the engine runs on: none (GPUs of the builder's compute capability), ampere+ (any Ampere or "
+             "newer) or same-cc.")] = _D.hardware_compat,
     version_compatible: Annotated[bool, typer.Option(
-        "--version-compatible", help="Engine that later TensorRT runtimes can run.")] = False,
-    tf32: Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 in FP32 layers.")] = True,
-    output: Annotated[Path | None, typer.Option(help="Engine path [default: <model>.engine].")] = None,
+        "--version-compatible", metavar=FLAG, help="Engine that later TensorRT runtimes can run.")]
+    = _D.version_compatible,
+    tf32: Annotated[bool, typer.Option(
+        "--tf32/--no-tf32", metavar=FLAG,
+        help="Allow TF32 in FP32 layers (faster on Ampere+, ~1e-3 relative error; parity then judges the engine "
+             "with the tf32 preset).")] = _D.tf32,
+    output: Annotated[Path | None, typer.Option(help="Engine path, or an existing folder [default: <model>.engine].")]
+    = _D.output,
     emit_script: Annotated[Path | None, typer.Option(
         help="Instead of building here, write DIR with the ONNX, this tool and build.sh for a GPU host.")] = None,
-    device: Annotated[int, typer.Option(help="CUDA device index.")] = 0,
+    device: Annotated[int, typer.Option(min=0, help="CUDA device index.")] = _D.device,
 ) -> None:
     """Build a TensorRT engine (10.x or 11.x) with a JSON manifest; the ONNX decides the precision."""
-    from exporters.tensorrt_builder import BuildOptions, build_engine
-    from exporters.tensorrt_builder import emit_script as write_script
-
+    from ..exporters.build_script import emit_script as write_script
+    from ..exporters.tensorrt_builder import BUILD_STAGES, build_engine
     from .progress import stage_progress
 
     options = BuildOptions(

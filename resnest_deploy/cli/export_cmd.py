@@ -8,31 +8,38 @@ from typing import Annotated
 
 import typer
 
+from ..exporters.options import ExportOptions
+from .options import FLAG, defaults
 from .progress import stage_progress
 from .render import print_checks, print_table
+
+_D = defaults(ExportOptions)
 
 
 def export(
     arch: Annotated[str, typer.Option("--arch", help="Registered architecture, e.g. resnest50.")],
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint (.pth/.pt/.safetensors); default: random init "
-                                                       "with BatchNorm re-estimated.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Target .onnx path [default: artifacts/<arch>/<arch>.onnx].")]
-    = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = 18,
-    img_size: Annotated[int | None, typer.Option(help="Square input size [default: the arch's native size].")]
-    = None,
-    batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
-    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Also make height and width dynamic.")] = False,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare with eager on ONNX Runtime.")]
-    = True,
-    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep a failing export as *.failed.onnx.")]
-    = False,
-    num_classes: Annotated[int | None, typer.Option(help="Classifier size [default: the checkpoint's].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of random init and verification inputs.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint (.pth/.pt/.safetensors) [default: random init "
+                                                       "with BatchNorm re-estimated].")] = _D.weights,
+    output: Annotated[Path | None, typer.Option(
+        help="Target .onnx path, or an existing folder [default: artifacts/<arch>/<arch>.onnx].")] = _D.output,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = _D.opset,
+    img_size: Annotated[int | None, typer.Option(min=1, help="Square input size [default: the arch's native size].")]
+    = _D.img_size,
+    batch: Annotated[str, typer.Option(
+        help="Batch axis of the file: 'dynamic' (any batch at run time) or a fixed size N.")] = _D.batch,
+    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", metavar=FLAG,
+                                             help="Also make height and width dynamic.")] = _D.dynamic_hw,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", metavar=FLAG,
+                                         help="Compare with eager on ONNX Runtime.")] = _D.verify,
+    keep_failed: Annotated[bool, typer.Option("--keep-failed", metavar=FLAG,
+                                              help="Keep a failing export as *.failed.onnx.")] = _D.keep_failed,
+    num_classes: Annotated[int | None, typer.Option(min=1, help="Classifier size [default: the checkpoint's].")]
+    = _D.num_classes,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of random init and verification inputs.")] = _D.seed,
+    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export an architecture to a verified, dynamic-batch ONNX file (atomic write, manifest beside it)."""
-    from exporters.onnx_export import EXPORT_STAGES, ExportOptions, export_onnx
+    from ..exporters.onnx_export import EXPORT_STAGES, export_onnx
 
     options = ExportOptions(
         arch=arch, weights=weights, output=output, opset=opset, img_size=img_size, batch=batch,
@@ -56,10 +63,10 @@ def export(
 
 def inspect(
     model: Annotated[Path, typer.Argument(help="ONNX file.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show an ONNX file's inputs/outputs, op histogram and graph-contract verdicts (exit 1 if any fails)."""
-    from exporters.graph import inspect_onnx
+    from ..exporters.graph import inspect_onnx
 
     report = inspect_onnx(model)
     if as_json:

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
+from ..checks import Check
+from ..parity.options import DEFAULT_SAMPLES, ParityOptions
+from ..runners.ort_runner import Provider
+from .options import FLAG, defaults
 from .render import print_checks, print_table
+
+_D = defaults(ParityOptions)
 
 
 def _parse_tolerances(items: list[str]) -> dict[str, float]:
@@ -27,25 +33,27 @@ def _parse_tolerances(items: list[str]) -> dict[str, float]:
 
 def parity(
     artifact: Annotated[Path, typer.Argument(help="ONNX file (or TensorRT engine) to check.")],
-    arch: Annotated[str | None, typer.Option(help="Architecture [default: from the artifact's metadata].")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint the artifact was exported from.")] = None,
-    data: Annotated[Path | None, typer.Option(help="Folder of images (recursive); default: seeded synthetic.")]
-    = None,
-    samples: Annotated[int | None, typer.Option(help="Number of inputs [default: 64 synthetic, or all images].")]
-    = None,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 8,
-    report: Annotated[Path | None, typer.Option(help="JSON report path (Markdown beside it) "
-                                                     "[default: <artifact>.parity.json].")] = None,
-    localize: Annotated[bool, typer.Option("--localize", help="On failure, find the first diverging block.")]
-    = False,
+    arch: Annotated[str | None, typer.Option(help="Architecture [default: from the artifact's metadata].")] = _D.arch,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint the artifact was exported from.")] = _D.weights,
+    data: Annotated[Path | None, typer.Option(help="Folder of images (recursive) [default: seeded synthetic].")]
+    = _D.data,
+    samples: Annotated[int | None, typer.Option(
+        min=1, help=f"Number of inputs [default: {DEFAULT_SAMPLES} synthetic, or all images].")] = _D.samples,
+    batch: Annotated[int, typer.Option(min=1, help="Images per inference.")] = _D.batch,
+    report: Annotated[Path | None, typer.Option(
+        help="Report path: JSON and Markdown side by side (r.json or r.md names both) "
+             "[default: <artifact>.parity.json].")] = None,
+    localize: Annotated[bool, typer.Option("--localize", metavar=FLAG,
+                                           help="On failure, find the first diverging block.")] = _D.localize,
     tol: Annotated[list[str], typer.Option("--tol", help="Override a limit, e.g. --tol cosine_min=0.999.")] = [],  # noqa: B006
-    class_index: Annotated[Path | None, typer.Option(help="JSON or text file mapping class folders to indices.")]
-    = None,
-    provider: Annotated[str, typer.Option(help="ONNX Runtime provider: auto, cuda, tensorrt or cpu.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of synthetic inputs and sampling.")] = 0,
+    class_index: Annotated[Path | None, typer.Option(
+        help="Class folders -> indices: JSON (name->index, Keras index->[synset,label], list) or text, one class "
+             "per line.")] = _D.class_index,
+    provider: Annotated[Provider, typer.Option(help="ONNX Runtime provider.")] = _D.provider,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of synthetic inputs and sampling.")] = _D.seed,
 ) -> None:
     """Compare an artifact with the eager model: metrics, verdicts, class flips, accuracy; exit 1 on failure."""
-    from ..parity import ParityOptions, default_report_path, run_parity, write_reports
+    from ..parity import default_report_path, run_parity, write_reports
     from .progress import count_progress
 
     options = ParityOptions(
@@ -55,13 +63,19 @@ def parity(
     with count_progress("parity") as update:
         result = run_parity(options, progress=update)
     json_path, md_path = write_reports(result, report or default_report_path(artifact))
+    _print_result(result)
+    typer.echo(f"{'PASS' if result.passed else 'FAIL'}: reports {json_path} and {md_path}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _print_result(result) -> None:
     typer.echo(f"{result.arch} {result.precision} on {result.runner}; weights: {result.weights}; {result.inputs}")
-    judged = {v.metric: v for v in result.verdicts}
-    print_checks("parity vs eager", [
-        _Line(name, judged[name].passed if name in judged else None,
-              judged[name].detail if name in judged else f"{value:.6g}")
-        for name, value in result.metrics.to_dict().items()
-    ])
+    if result.judgement:
+        typer.echo(f"judged as {result.judgement.preset}: {result.judgement.reason}")
+    judged = {v.name: v for v in result.verdicts}
+    print_checks("parity vs eager", [judged.get(name) or Check(name, None, f"{value:.6g}")
+                                     for name, value in result.metrics.to_dict().items()])
     if result.accuracy:
         acc = result.accuracy
         print_table(f"accuracy ({acc['mapping']})", ("", "top-1", "top-5"), [
@@ -75,19 +89,10 @@ def parity(
         typer.echo(f"skipped {len(result.skipped)} unreadable files (listed in the report)")
     if result.localization:
         loc = result.localization
-        print_checks("localisation (per-stage relative error)",
-                     [_Line(s.stage, s.passed, f"{s.rel:.3g} (max-abs {s.max_abs:.3g})") for s in loc.stages])
+        print_checks("localisation (per-stage relative error)", loc.stages)
         typer.echo(f"first diverging stage: {loc.first_bad or 'none'}; largest jump at {loc.largest_jump}")
     for note in result.notes:
         typer.echo(f"note: {note}")
-    typer.echo(f"{'PASS' if result.passed else 'FAIL'}: reports {json_path} and {md_path}")
-    if not result.passed:
-        raise typer.Exit(1)
-
-
-class _Line:
-    def __init__(self, name: str, passed: bool | None, detail: str) -> None:
-        self.name, self.passed, self.detail = name, passed, detail
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -23,7 +24,7 @@ def byte_progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
     with Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), transient=True
     ) as bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(escape(label), total=None)
 
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
@@ -38,14 +39,14 @@ def stage_progress(label: str, stages: tuple[str, ...]) -> Iterator[Callable[[st
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=len(stages))
+        task = bar.add_task(escape(label), total=len(stages))
         started: list[str] = []
 
         def advance(stage: str) -> None:
             if started:
                 bar.advance(task)
             started.append(stage)
-            bar.update(task, description=f"{label}: {stage}")
+            bar.update(task, description=escape(f"{label}: {stage}"))
 
         yield advance
 
@@ -57,7 +58,7 @@ def count_progress(label: str) -> Iterator[Callable[[int, int], None]]:
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(escape(label), total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -72,9 +73,9 @@ def phase_progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(escape(label), total=None)
 
         def update(phase: str, done: int, total: int) -> None:
-            bar.update(task, description=f"{label}: {phase}", completed=done, total=total)
+            bar.update(task, description=escape(f"{label}: {phase}"), completed=done, total=total)
 
         yield update

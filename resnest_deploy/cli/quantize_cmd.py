@@ -7,39 +7,47 @@ from typing import Annotated
 
 import typer
 
+from ..calibration.int8 import Method
+from ..calibration.quantize import Precision, QuantizeOptions
+from .options import FLAG, defaults
 from .render import print_checks, print_table
+
+_D = defaults(QuantizeOptions)
 
 
 def quantize(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX file (this tool's export, or any with --arch).")],
-    precision: Annotated[str, typer.Option(help="fp16 (FP16-typed graph) or int8 (explicit Q/DQ).")],
+    precision: Annotated[Precision, typer.Option(help="fp16 (FP16-typed graph) or int8 (explicit Q/DQ).")],
     calib_data: Annotated[str | None, typer.Option(
         help="Folder (class tree or flat) or list file of calibration images; 'synthetic' only checks the "
-             "pipeline. Required for int8.")] = None,
-    calib_size: Annotated[int, typer.Option(help="Calibration images, sampled with --seed.")] = 512,
-    method: Annotated[str, typer.Option(help="INT8 calibration: percentile (99.99%), max or entropy.")]
-    = "percentile",
+             "pipeline. Required for int8.")] = _D.calib_data,
+    calib_size: Annotated[int, typer.Option(min=1, help="Calibration images, sampled with --seed.")] = _D.calib_size,
+    method: Annotated[Method, typer.Option(help="INT8 calibration: percentile (99.99%), max or entropy.")]
+    = _D.method,
     exclude: Annotated[list[str], typer.Option(
-        "--exclude", help="Keep matching layers/blocks in float, e.g. 'layer4.*', 'stem', '*.conv2.fc1'. "
-                          "Repeatable.")] = [],  # noqa: B006
+        "--exclude", help="Keep matching layers/stages in float, e.g. 'layer4.*', 'stem', '*.conv2.fc1'. "
+                          "Repeatable; a pattern that matches nothing is an error.")] = [],  # noqa: B006
     quantize_attention: Annotated[bool, typer.Option(
-        "--quantize-attention", help="INT8 for the attention fc layers too (float by default).")] = False,
+        "--quantize-attention", metavar=FLAG, help="INT8 for the attention fc layers too (float by default).")]
+    = _D.quantize_attention,
     keep_fp32: Annotated[list[str], typer.Option(
         "--keep-fp32", help="FP16: op types to keep in FP32, e.g. Softmax. Repeatable.")] = [],  # noqa: B006
     sensitivity: Annotated[bool, typer.Option(
-        "--sensitivity", help="INT8: quantize one block at a time, rank blocks, suggest --exclude.")] = False,
-    output: Annotated[Path | None, typer.Option(help="Target .onnx [default: <model>.<precision>.onnx].")] = None,
-    arch: Annotated[str | None, typer.Option(help="Architecture, for ONNX files without metadata.")] = None,
-    img_size: Annotated[int | None, typer.Option(help="Input size, for ONNX files without metadata.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the image sampling.")] = 0,
+        "--sensitivity", metavar=FLAG, help="INT8: quantize one block at a time, rank blocks, suggest --exclude.")]
+    = _D.sensitivity,
+    output: Annotated[Path | None, typer.Option(
+        help="Target .onnx, or an existing folder [default: <model>.<precision>.onnx].")] = _D.output,
+    arch: Annotated[str | None, typer.Option(help="Architecture, for ONNX files without metadata.")] = _D.arch,
+    img_size: Annotated[int | None, typer.Option(min=1, help="Input size, for ONNX files without metadata.")]
+    = _D.img_size,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the image sampling.")] = _D.seed,
     cache_dir: Annotated[Path | None, typer.Option(help="Calibration cache [default: ~/.cache/resnest-deploy].")]
-    = None,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache preprocessed calibration images.")]
-    = True,
+    = _D.cache_dir,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", metavar=FLAG,
+                                        help="Cache preprocessed calibration images.")] = _D.use_cache,
 ) -> None:
     """Make the FP16 or INT8 (Q/DQ, TensorRT placement) version of an FP32 ONNX and check it on ONNX Runtime."""
-    from calibration.quantize import QuantizeOptions, quantize_onnx
-
+    from ..calibration.quantize import quantize_onnx
     from .progress import phase_progress
 
     options = QuantizeOptions(
@@ -48,8 +56,12 @@ def quantize(
         keep_fp32_ops=tuple(keep_fp32), seed=seed, arch=arch, img_size=img_size, cache_dir=cache_dir,
         use_cache=cache, sensitivity=sensitivity,
     )
-    with phase_progress(f"quantizing to {precision}") as update:
+    with phase_progress(f"quantizing to {precision.value}") as update:
         result = quantize_onnx(options, progress=update)
+    _print_result(result)
+
+
+def _print_result(result) -> None:
     for warning in result.warnings:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
     calib = result.calibration
@@ -65,8 +77,8 @@ def quantize(
         print_checks("TensorRT Q/DQ placement", result.rules)
     a = result.agreement
     print_table(f"vs FP32 graph on {a.samples} images (ONNX Runtime CPU)",
-                ("top-1 agreement", "mean cosine", "min cosine", "max-abs / max|logit|"),
-                [(f"{a.top1_agreement:.2%}", f"{a.mean_cosine:.6f}", f"{a.min_cosine:.6f}", f"{a.max_abs_rel:.3g}")])
+                ("top-1 agreement", "mean cosine", "min cosine", "max_abs_rel"),
+                [(f"{a.top1_agreement:.2%}", f"{a.cosine_mean:.6f}", f"{a.cosine_min:.6f}", f"{a.max_abs_rel:.3g}")])
     if result.sensitivity:
         print_table("sensitivity: error added by quantizing one block alone (1 - mean cosine)",
                     ("block", "sites", "error", "top-1 agreement"),

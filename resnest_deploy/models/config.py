@@ -6,11 +6,13 @@ settings live beside the variant so that export, calibration, parity and benchma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+STEM = "stem"
+HEAD = "fc"
 
 Family = Literal["resnet", "resnext", "seresnet", "skresnet", "resnest"]
 BlockType = Literal["basic", "bottleneck"]
@@ -45,6 +47,15 @@ class InputConfig:
     def shape(self) -> tuple[int, int, int]:
         """Channel-first shape of one image: ``(3, size, size)``."""
         return (3, self.size, self.size)
+
+    def at_size(self, size: int) -> InputConfig:
+        """These settings for another input side.
+
+        The official ResNeSt crop is a function of the size (S / (S + 32)); other families keep their fraction.
+        """
+        if self.resize_mode == "crop_then_resize":
+            return resnest_input(size)
+        return replace(self, size=size)
 
 
 def resnest_input(size: int) -> InputConfig:
@@ -124,6 +135,20 @@ class ModelConfig:
     weights: WeightsRelease | None = None
     timm_name: str | None = None
     torchvision_name: str | None = None
+
+    def stage_names(self) -> tuple[str, ...]:
+        """The network's stages in execution order: ``stem``, every block (``layer1.0`` ...), then the head ``fc``.
+
+        These are the units of ``--exclude``, ``--sensitivity`` and ``--localize``; :meth:`ResNet.stages` names its
+        modules with them.
+        """
+        blocks = tuple(f"layer{i}.{b}" for i, count in enumerate(self.layers, start=1) for b in range(count))
+        return (STEM, *blocks, HEAD)
+
+    @property
+    def rsoftmax_count(self) -> int:
+        """How many rSoftMax (radix > 1 split attention) patterns the exported graph has: one per block."""
+        return sum(self.layers) if self.mixer == "splat" and self.radix > 1 else 0
 
     def __post_init__(self) -> None:
         if len(self.layers) != 4 or any(n < 1 for n in self.layers):

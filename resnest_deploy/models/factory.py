@@ -11,7 +11,6 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsMismatchError
 from .batchnorm import reestimate_batchnorm
-from .config import ModelConfig
 from .registry import get_config, list_models
 from .resnet import ResNet
 from .weights import StateDict, expected_shapes, load_into, match_layout, read_checkpoint
@@ -47,11 +46,6 @@ class WeightsInfo:
 
 def random_init_description(seed: int) -> str:
     return f"random-init+bn-reestimated(seed={seed})"
-
-
-def build_network(cfg: ModelConfig) -> ResNet:
-    """Construct the (randomly initialised) network for ``cfg``."""
-    return ResNet(cfg)
 
 
 def create_model(
@@ -94,7 +88,7 @@ def create_model(
         cfg = replace(cfg, num_classes=classes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_network(cfg)
+        model = ResNet(cfg)
         if checkpoint is None:
             reestimate_batchnorm(
                 model, input_size=min(cfg.input.size, BN_REESTIMATE_MAX_SIZE), batches=bn_batches, seed=seed

@@ -41,3 +41,17 @@ def get_config(name: str) -> ModelConfig:
         close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `resnest-deploy models` to list them"
         raise UnknownArchError(f"unknown architecture {name!r}{hint}") from None
+
+
+def matching_models(pattern: str) -> list[str]:
+    """Like :func:`list_models`, but an error when nothing matches (a typo should not print an empty list).
+
+    Raises:
+        UnknownArchError: No registered name matches; the message suggests the closest ones.
+    """
+    names = list_models(pattern)
+    if not names:
+        close = difflib.get_close_matches(pattern.lower().strip("*?"), list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `resnest-deploy models` to list them"
+        raise UnknownArchError(f"no architecture matches {pattern!r}{hint}")
+    return names

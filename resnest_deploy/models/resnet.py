@@ -150,12 +150,12 @@ class ResNet(nn.Module):
                 nn.init.constant_((m.bn3 if m.bottleneck else m.bn2).weight, LAST_NORM_GAMMA)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
-        """Named top-level stages in execution order (stem parts, then each block), for localisation."""
-        named = [("stem", self.maxpool)]
-        for index in range(1, 5):
-            layer = getattr(self, f"layer{index}")
-            named.extend((f"layer{index}.{b}", block) for b, block in enumerate(layer))
-        return named
+        """Named stages in execution order (the stem, then each block), named by ``config.stage_names()``.
+
+        The stem is represented by its last module (the max pool), whose output is the stem's output.
+        """
+        modules = [self.maxpool] + [block for index in range(1, 5) for block in getattr(self, f"layer{index}")]
+        return list(zip(self.config.stage_names()[: len(modules)], modules))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Run the stem and the four stages; returns the last feature map."""

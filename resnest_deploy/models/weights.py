@@ -6,6 +6,7 @@ of it runs.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import pickle
@@ -22,13 +23,22 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..hashing import file_sha256
+from ..paths import existing_file
 from ..errors import CheckpointError, DownloadError, WeightsMismatchError
 from .config import ModelConfig
 
 StateDict = dict[str, torch.Tensor]
 
-_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
+# Where training scripts put the weights: the PyTorch ImageNet example and Lightning use ``state_dict``, timm's
+# train script ``state_dict`` (plus ``state_dict_ema``), others ``model``/``model_state_dict``/``module``/``net``.
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 _STRIP_PREFIXES = ("module.", "model.", "_orig_mod.")
+# Top-level module names of our backbone (and of the official, timm and torchvision ResNets).
+_TOP_LEVEL = frozenset({"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"})
+# Plain-data classes training scripts store beside the weights (timm's train script saves its argparse
+# arguments). Allowed for ``torch.load(weights_only=True)``: building them runs no code of the file.
+_SAFE_CLASSES = (argparse.Namespace,)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # legacy torch.save and raw pickles start with the PROTO opcode
 
@@ -87,31 +97,50 @@ class Checkpoint:
         return None
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def _holds_weights(obj: object) -> bool:
+    """A mapping with tensors among its values, or mappings that may hold them (one level down)."""
+    return isinstance(obj, Mapping) and any(isinstance(v, (torch.Tensor, Mapping)) for v in obj.values())
 
 
 def _unwrap(obj: object, path: Path) -> StateDict:
-    """Find the state dict inside a loaded object (bare, or under a wrapper key) and check it holds tensors."""
+    """Find the state dict inside a loaded object and keep its tensors.
+
+    Training checkpoints hold the weights under a wrapper key next to other entries (epoch, optimizer state, a
+    best accuracy stored as a tensor, arguments); the wrapper key wins over loose tensors beside it.
+    """
     for _ in range(3):
-        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
+        if not isinstance(obj, Mapping):
+            break
+        inner = next((obj[k] for k in _WRAPPER_KEYS if _holds_weights(obj.get(k))), None)
+        if inner is None:
+            break
+        obj = inner
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{path}: no state dict found (expected tensors, or a dict under 'state_dict'/'model')")
     state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state:
         raise CheckpointError(f"{path}: no tensors found in the checkpoint")
-    for prefix in _STRIP_PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+    return _strip_wrappers(state)
+
+
+def _strip_wrappers(state: StateDict) -> StateDict:
+    """Remove the attribute names a model was wrapped in (``module.`` from DataParallel, ``model.``/``net.`` from
+    a Lightning module, ``_orig_mod.`` from torch.compile), keeping only the wrapped network's tensors."""
+    for _ in range(4):
+        heads = {k.split(".", 1)[0] for k in state}
+        if heads & _TOP_LEVEL or not all("." in k for k in state):
+            return state
+        for prefix in _STRIP_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                break
+        else:
+            # Several sub-modules (e.g. ``model.*`` and ``criterion.*``): keep the one that looks like a backbone.
+            groups = {h: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(h + ".")} for h in heads}
+            backbone = [g for g in groups.values() if {k.split(".", 1)[0] for k in g} & _TOP_LEVEL]
+            if len(backbone) != 1:
+                return state
+            state = backbone[0]
     return state
 
 
@@ -127,11 +156,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     Raises:
         CheckpointError: Missing, truncated, not a checkpoint, or a pickle that would run code.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    with open(path, "rb") as fh:
-        head = fh.read(16)
+    path = existing_file(path, CheckpointError, "checkpoint file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not head:
         raise CheckpointError(f"{path}: file is empty")
     if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
@@ -157,7 +187,8 @@ def _read_torch(path: Path) -> object:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols; the error below says enough
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(list(_SAFE_CLASSES)):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "Weights only load failed" in text:
@@ -324,3 +355,21 @@ def download_weights(
         if not actual.startswith(sha256_prefix):
             raise DownloadError(f"{url}: SHA-256 {actual[:16]}… does not start with {sha256_prefix}; file discarded")
     return target
+
+
+def download_published(arch: str, dest_dir: str | os.PathLike[str], *, url: str | None = None,
+                       progress: ProgressFn | None = None) -> Path:
+    """Download the published checkpoint of a registered architecture (see :func:`download_weights`).
+
+    Raises:
+        UnknownArchError: ``arch`` is not registered.
+        ConfigError: The architecture has no published checkpoint.
+        DownloadError, OutputError: From :func:`download_weights`.
+    """
+    from ..errors import ConfigError
+    from .registry import get_config
+
+    cfg = get_config(arch)
+    if cfg.weights is None:
+        raise ConfigError(f"{cfg.name} has no published checkpoint to download; pass your own with --weights")
+    return download_weights(url or cfg.weights.url, cfg.weights.sha256_prefix, dest_dir, progress=progress)

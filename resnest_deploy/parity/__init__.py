@@ -1,8 +1,12 @@
 """Output parity of artifacts against the eager model, with first-divergence localisation."""
 
-from .engine import ParityOptions, ParityResult, run_parity
-from .metrics import PRESETS, ParityMetrics, Tolerances, compare_logits
-from .report import default_report_path, render_markdown, write_reports
+from ..lazy import lazy_exports
 
-__all__ = ["PRESETS", "ParityMetrics", "ParityOptions", "ParityResult", "Tolerances", "compare_logits",
-           "default_report_path", "render_markdown", "run_parity", "write_reports"]
+_NAMES = {
+    "ParityOptions": "options", "ParityResult": "engine", "run_parity": "engine",
+    "default_report_path": "report", "render_markdown": "report", "write_reports": "report",
+    "PRESETS": "tolerances", "Judgement": "tolerances", "Tolerances": "tolerances", "judgement_for": "tolerances",
+    "judgement_of": "tolerances",
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_exports(__name__, _NAMES)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -11,46 +10,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibration.images import ImageSet, find_images, iter_batches
-from exporters.graph import check_fits, load_artifact
-from exporters.metadata import ArtifactMeta
-from exporters.verify import fit_batch, run_batched
-
-from ..errors import ConfigError, WeightsMismatchError
+from .. import interrupts
+from ..batching import fit_batch, run_batched
+from ..calibration.images import ImageSet, find_images, iter_batches
+from ..checks import Check
+from ..errors import CheckpointError, ConfigError, WeightsMismatchError
+from ..exporters.graph import check_fits, load_artifact
+from ..exporters.metadata import ArtifactMeta, is_engine, read_manifest
+from ..hashing import file_sha256
+from ..metrics import ParityMetrics, compare_logits
+from ..paths import existing_file
 from ..models import InputConfig, create_model, get_config
-from ..models.batchnorm import synthetic_images
-from ..models.weights import file_sha256
+from ..models.synthetic import synthetic_images
 from ..runners.factory import open_artifact_runner
+from ..runners.ort_runner import Provider
 from ..runners.torch_runner import TorchRunner
+from .class_index import read_class_index
 from .localize import Localization, localize
-from .metrics import PRESETS, ParityMetrics, Tolerances, Verdict, compare_logits, judge
+from .options import DEFAULT_SAMPLES, ParityOptions
+from .tolerances import Judgement, Tolerances, judge, judgement_of
 
 # Per-stage relative error over which --localize calls a stage diverged, by precision.
 STAGE_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.15}
 _WNID = re.compile(r"^n\d{8}$")
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class ParityOptions:
-    """What to compare. See ``resnest-deploy parity --help``.
-
-    ``model`` lets Python callers pass the eager network (from :func:`resnest_deploy.models.create_model`) instead
-    of having it rebuilt from the artifact's metadata; it must be the network the artifact was exported from.
-    """
-
-    artifact: Path
-    arch: str | None = None
-    weights: Path | None = None
-    data: Path | None = None
-    samples: int | None = None
-    batch: int = 8
-    seed: int = 0
-    tolerances: dict[str, float] = field(default_factory=dict)
-    localize: bool = False
-    class_index: Path | None = None
-    provider: str = "auto"
-    model: torch.nn.Module | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -74,9 +57,10 @@ class ParityResult:
     inputs: str
     metrics: ParityMetrics
     tolerances: Tolerances
-    verdicts: list[Verdict]
+    verdicts: list[Check]
     flips: list[Flip]
     skipped: list[tuple[str, str]]
+    judgement: Judgement | None = None
     accuracy: dict[str, object] | None = None
     localization: Localization | None = None
     notes: list[str] = field(default_factory=list)
@@ -89,13 +73,102 @@ class ParityResult:
         return {
             "schema": "resnest-deploy/parity/1", "artifact": self.artifact, "arch": self.arch,
             "precision": self.precision, "runner": self.runner, "weights": self.weights, "inputs": self.inputs,
-            "passed": self.passed, "metrics": self.metrics.to_dict(), "tolerances": self.tolerances.to_dict(),
-            "verdicts": [{"metric": v.metric, "value": v.value, "limit": v.limit, "passed": v.passed}
+            "passed": self.passed, "preset": self.judgement.preset if self.judgement else None,
+            "judgement": self.judgement.reason if self.judgement else None,
+            "metrics": self.metrics.to_dict(), "tolerances": self.tolerances.to_dict(),
+            "verdicts": [{"metric": v.name, "value": v.value, "limit": v.limit, "passed": v.passed}
                          for v in self.verdicts],
             "flips": [f.__dict__ for f in self.flips], "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "accuracy": self.accuracy, "localization": self.localization.to_dict() if self.localization else None,
             "notes": self.notes,
         }
+
+
+@dataclass
+class _Outputs:
+    """Logits of both sides over every input, with the inputs' names and labels."""
+
+    eager: np.ndarray
+    artifact: np.ndarray
+    names: list[str]
+    labels: list[str | None]
+    skipped: list[tuple[str, str]]
+    runner: str
+    first_batch: np.ndarray | None
+
+
+def validate_options(options: ParityOptions) -> None:
+    """Check the options that need no model or artifact, before anything slow starts.
+
+    Raises:
+        ConfigError: A bad count, seed, provider, tolerance name or path.
+        CheckpointError: ``--weights`` is not a file.
+    """
+    for name, value, low in (("--batch", options.batch, 1), ("--seed", options.seed, 0),
+                             ("--samples", options.samples, 1)):
+        if value is not None and (isinstance(value, bool) or value < low):
+            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    if options.provider not in [p.value for p in Provider]:
+        raise ConfigError(f"unknown provider {options.provider!r}; choose {', '.join(p.value for p in Provider)}")
+    Tolerances().with_overrides(options.tolerances)
+    if options.weights is not None:
+        existing_file(options.weights, CheckpointError, "checkpoint file")
+    if options.data is not None and not Path(options.data).is_dir():
+        raise ConfigError(f"--data {options.data}: not a folder of images")
+    if options.class_index is not None:
+        if options.data is None:
+            raise ConfigError("--class-index maps the class folders of --data; give --data too")
+        existing_file(options.class_index, ConfigError, "class index file")
+
+
+def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) -> ParityResult:
+    """Compare an artifact's outputs with the eager model's and judge them by the artifact's judgement.
+
+    Args:
+        options: What to compare.
+        progress: Called with (samples done, samples total) after each batch.
+
+    Returns:
+        The result; ``result.passed`` is False when any judged metric fails.
+
+    Raises:
+        ArtifactError: The artifact is missing or unreadable, or its metadata is damaged.
+        ConfigError: Arch unknown or not matching the artifact; empty or unreadable image folder; bad options.
+        CheckpointError, WeightsMismatchError: ``--weights`` is unreadable or not the artifact's checkpoint.
+    """
+    validate_options(options)
+    proto, meta = load_artifact(options.artifact)
+    engine = (read_manifest(options.artifact) or {}).get("engine") if is_engine(options.artifact) else None
+    arch = _resolve_arch(options, meta)
+    cfg = meta.input if meta else get_config(arch).input
+    images = _images(options)
+    model = options.model if options.model is not None else _eager_model(options, arch, meta)
+    num_classes = model.config.num_classes
+    mapping = _class_mapping(images, num_classes, options.class_index) if images is not None else (None, "")
+    if proto is not None:
+        check_fits(proto, num_classes=num_classes, size=cfg.size, what=arch)
+    judgement = judgement_of(meta, engine)
+    tolerances = judgement.tolerances.with_overrides(options.tolerances)
+    with interrupts.stage("parity"):
+        out = _run_both(options, model, cfg, images, progress)
+    metrics = compare_logits(out.eager, out.artifact)
+    flips = [Flip(n, int(x), int(y)) for n, x, y in zip(out.names, out.eager.argmax(1), out.artifact.argmax(1))
+             if x != y]
+    total = len(images.files) if images is not None else (options.samples or DEFAULT_SAMPLES)
+    described = (f"{total} images from {options.data}" if images is not None
+                 else f"{total} seeded synthetic images (seed {options.seed})")
+    result = ParityResult(
+        artifact=str(options.artifact), arch=arch, precision=meta.precision if meta else "fp32", runner=out.runner,
+        weights=model.weights_info.description, inputs=described, metrics=metrics, tolerances=tolerances,
+        verdicts=judge(metrics, tolerances), flips=flips, skipped=out.skipped, judgement=judgement,
+    )
+    if options.tolerances:
+        result.notes.append(f"limits overridden by --tol: {', '.join(sorted(options.tolerances))}")
+    if images is not None:
+        result.accuracy = _accuracy(mapping, out.labels, out.eager, out.artifact, result)
+    if options.localize:
+        _localize(result, proto, model, cfg, out.first_batch)
+    return result
 
 
 def _resolve_arch(options: ParityOptions, meta: ArtifactMeta | None) -> str:
@@ -121,19 +194,30 @@ def _eager_model(options: ParityOptions, arch: str, meta: ArtifactMeta | None) -
     return create_model(arch, weights=options.weights, num_classes=classes, seed=seed)
 
 
+def _images(options: ParityOptions) -> ImageSet | None:
+    """The image files to compare on (sampled with the seed when ``samples`` is smaller), or None (synthetic)."""
+    if options.data is None:
+        return None
+    images = find_images(options.data)
+    if options.samples and options.samples < len(images.files):
+        chosen = np.random.default_rng(options.seed).choice(len(images.files), options.samples, replace=False)
+        images = images.subset(sorted(chosen.tolist()))
+    return images
+
+
 def _class_mapping(images: ImageSet, num_classes: int, index_file: Path | None) -> tuple[dict[str, int] | None, str]:
-    """Folder name -> class index, and how it was decided (or why accuracy is not reported)."""
+    """Folder name -> class index, and how it was decided (or why accuracy is not reported).
+
+    Raises:
+        ConfigError: The class index file is unreadable, maps outside the model's classes, or lacks folders.
+    """
     if index_file is not None:
-        text = index_file.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-            mapping = {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else \
-                {str(name): i for i, name in enumerate(data)}
-        except json.JSONDecodeError:
-            mapping = {line.split()[0]: i for i, line in enumerate(text.splitlines()) if line.strip()}
+        mapping = read_class_index(index_file, num_classes)
         missing = sorted(set(images.classes) - set(mapping))
         if missing:
-            raise ConfigError(f"{index_file} has no index for folders {missing[:5]}")
+            raise ConfigError(f"--class-index {index_file} has no index for folders {missing[:5]}")
+        if not images.is_class_tree:
+            raise ConfigError(f"--class-index given, but {images.root} is not a class-per-subfolder tree")
         return mapping, f"class index file {index_file.name}"
     if not images.is_class_tree:
         return None, "not a class-per-subfolder tree"
@@ -144,113 +228,70 @@ def _class_mapping(images: ImageSet, num_classes: int, index_file: Path | None) 
                   "them")
 
 
-def _batches(options: ParityOptions, cfg: InputConfig) -> tuple[Iterator[tuple[np.ndarray, list[str], list]], int,
-                                                              str, ImageSet | None, list[tuple[str, str]]]:
-    skipped: list[tuple[str, str]] = []
-    if options.data is None:
-        total = options.samples or 64
+def _batches(options: ParityOptions, cfg: InputConfig, images: ImageSet | None,
+             skipped: list[tuple[str, str]]) -> Iterator[tuple[np.ndarray, list[str], list]]:
+    """Input batches with their names and labels; unreadable files go to ``skipped``."""
+    if images is None:
+        total = options.samples or DEFAULT_SAMPLES
         generator = torch.Generator().manual_seed(options.seed + 1)
-
-        def synthetic() -> Iterator[tuple[np.ndarray, list[str], list]]:
-            for start in range(0, total, options.batch):
-                n = min(options.batch, total - start)
-                x = synthetic_images(n, cfg.size, generator).numpy()
-                yield x, [f"synthetic[{start + i}]" for i in range(n)], [None] * n
-
-        return synthetic(), total, f"{total} seeded synthetic images (seed {options.seed})", None, skipped
-    images = find_images(options.data)
-    if options.samples and options.samples < len(images.files):
-        chosen = np.random.default_rng(options.seed).choice(len(images.files), options.samples, replace=False)
-        images = images.subset(sorted(chosen.tolist()))
-
-    def real() -> Iterator[tuple[np.ndarray, list[str], list]]:
-        for loaded in iter_batches(images, cfg, options.batch):
-            skipped.extend((str(p), r) for p, r in loaded.skipped)
-            if len(loaded.files):
-                yield loaded.array, [str(p) for p in loaded.files], loaded.labels
-
-    return real(), len(images.files), f"{len(images.files)} images from {options.data}", images, skipped
+        for start in range(0, total, options.batch):
+            n = min(options.batch, total - start)
+            yield synthetic_images(n, cfg.size, generator).numpy(), [f"synthetic[{start + i}]" for i in range(n)], \
+                [None] * n
+        return
+    for loaded in iter_batches(images, cfg, options.batch):
+        skipped.extend((str(p), r) for p, r in loaded.skipped)
+        if len(loaded.files):
+            yield loaded.array, [str(p) for p in loaded.files], loaded.labels
 
 
-def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) -> ParityResult:
-    """Compare an artifact's outputs with the eager model's and judge them by the precision's tolerances.
-
-    Args:
-        options: What to compare.
-        progress: Called with (samples done, samples total) after each batch.
-
-    Returns:
-        The result; ``result.passed`` is False when any judged metric fails.
-
-    Raises:
-        ArtifactError: The artifact is missing or unreadable.
-        ConfigError: Arch unknown or not matching the artifact; empty or unreadable image folder; bad options.
-        WeightsMismatchError: ``--weights`` is not the checkpoint the artifact came from.
-    """
-    if options.batch < 1:
-        raise ConfigError(f"--batch must be >= 1, got {options.batch}")
-    if options.samples is not None and options.samples < 1:
-        raise ConfigError(f"--samples must be >= 1, got {options.samples}")
-    proto, meta = load_artifact(options.artifact)
-    arch = _resolve_arch(options, meta)
-    cfg = meta.input if meta else get_config(arch).input
-    model = options.model if options.model is not None else _eager_model(options, arch, meta)
-    if proto is not None:
-        check_fits(proto, num_classes=model.config.num_classes, size=cfg.size, what=arch)
-    precision = meta.precision if meta else "fp32"
-    tolerances = PRESETS[precision].with_overrides(options.tolerances)
-    batches, total, described, images, skipped = _batches(options, cfg)
+def _run_both(options: ParityOptions, model: torch.nn.Module, cfg: InputConfig, images: ImageSet | None,
+              progress: ProgressFn | None) -> _Outputs:
+    """Run eager and the artifact on the same batches."""
+    total = len(images.files) if images is not None else (options.samples or DEFAULT_SAMPLES)
+    skipped: list[tuple[str, str]] = []
     eager_logits, art_logits, names, labels = [], [], [], []
     first_batch: np.ndarray | None = None
-    eager = TorchRunner(model, size=cfg.size)
-    with eager, open_artifact_runner(options.artifact, provider=options.provider) as artifact:
+    with TorchRunner(model, size=cfg.size) as eager, \
+            open_artifact_runner(options.artifact, provider=options.provider) as artifact:
         spec = artifact.input_specs[0]
         fixed = spec.shape[0] if isinstance(spec.shape[0], int) else None
-        for x, batch_names, batch_labels in batches:
+        for x, batch_names, batch_labels in _batches(options, cfg, images, skipped):
+            interrupts.check()
             if first_batch is None:
                 first_batch = x[:4] if fixed is None else fit_batch(x, fixed)
             eager_logits.append(eager.infer({"input": x})["logits"])
-            art_logits.append(_run_in_chunks(artifact, spec.name, x, fixed))
+            art_logits.append(run_batched(
+                lambda a: next(iter(artifact.infer({spec.name: a}).values())).astype(np.float32), x, fixed=fixed))
             names += batch_names
             labels += batch_labels
             if progress:
                 progress(len(names) + len(skipped), total)
-        runner_name = artifact.name
+        runner = artifact.name
     if not names:
         raise ConfigError(f"no readable images in {options.data} ({len(skipped)} skipped, e.g. {skipped[0][1]})")
-    e, a = np.concatenate(eager_logits), np.concatenate(art_logits)
-    metrics = compare_logits(e, a)
-    top_e, top_a = e.argmax(1), a.argmax(1)
-    flips = [Flip(n, int(x), int(y)) for n, x, y in zip(names, top_e, top_a) if x != y]
-    result = ParityResult(
-        artifact=str(options.artifact), arch=arch, precision=precision, runner=runner_name,
-        weights=model.weights_info.description, inputs=described, metrics=metrics, tolerances=tolerances,
-        verdicts=judge(metrics, tolerances), flips=flips, skipped=skipped,
-    )
-    if images is not None:
-        result.accuracy = _accuracy(images, labels, e, a, model.config.num_classes, options.class_index, result)
-    if options.localize:
-        if result.passed:
-            result.notes.append("parity passed; nothing to localize")
-        elif proto is None:
-            result.notes.append("--localize works on ONNX files; run it on the ONNX this engine was built from")
-        else:
-            result.localization = localize(eager, proto, first_batch, tolerance=STAGE_TOLERANCE[precision])
-    return result
+    return _Outputs(np.concatenate(eager_logits), np.concatenate(art_logits), names, labels, skipped, runner,
+                    first_batch)
 
 
-def _run_in_chunks(runner, name: str, x: np.ndarray, fixed: int | None) -> np.ndarray:
-    """Run ``x`` through ``runner``; an artifact with a fixed batch gets padded chunks of that size."""
-    return run_batched(lambda a: next(iter(runner.infer({name: a}).values())).astype(np.float32), x, fixed=fixed)
+def _localize(result: ParityResult, proto, model: torch.nn.Module, cfg: InputConfig,
+              first_batch: np.ndarray | None) -> None:
+    if result.passed:
+        result.notes.append("parity passed; nothing to localize")
+    elif proto is None:
+        result.notes.append("--localize works on ONNX files; run it on the ONNX this engine was built from")
+    else:
+        result.localization = localize(TorchRunner(model, size=cfg.size), proto, first_batch,
+                                       tolerance=STAGE_TOLERANCE[result.precision])
 
 
-def _accuracy(images: ImageSet, labels: list, eager: np.ndarray, artifact: np.ndarray, num_classes: int,
-              index_file: Path | None, result: ParityResult) -> dict[str, object] | None:
-    mapping, how = _class_mapping(images, num_classes, index_file)
-    if mapping is None:
+def _accuracy(mapping: tuple[dict[str, int] | None, str], labels: list, eager: np.ndarray, artifact: np.ndarray,
+              result: ParityResult) -> dict[str, object] | None:
+    index, how = mapping
+    if index is None:
         result.notes.append(f"accuracy not reported: {how}")
         return None
-    target = np.array([mapping[label] for label in labels])
+    target = np.array([index[label] for label in labels])
 
     def topk(logits: np.ndarray) -> tuple[float, float]:
         order = np.argsort(-logits, axis=1)[:, :5]

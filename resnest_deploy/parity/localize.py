@@ -7,47 +7,34 @@ as extra outputs; the artifact itself is not changed, so no fusion is broken in 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
+from ..checks import Check
 from ..errors import ArtifactError
+from ..exporters.graph_index import GraphIndex
 from ..runners.ort_runner import OrtRunner
 from ..runners.torch_runner import TorchRunner
 
 
 @dataclass(frozen=True)
-class StageError:
-    """Divergence of one stage's output."""
-
-    stage: str
-    max_abs: float
-    rel: float
-    tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.rel)) and self.rel <= self.tolerance
-
-    def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "passed": self.passed}
-
-
-@dataclass(frozen=True)
 class Localization:
-    """Per-stage errors and the verdict: the first stage over tolerance and the stage with the largest jump."""
+    """Per-stage errors and the verdict: the first stage over tolerance and the stage with the largest jump.
 
-    stages: tuple[StageError, ...]
+    Each stage is a :class:`Check` whose value is the stage output's relative error (``max_abs / max |eager|``)
+    and whose limit is the precision's stage tolerance.
+    """
+
+    stages: tuple[Check, ...]
     first_bad: str | None
     largest_jump: str | None
 
     def to_dict(self) -> dict[str, object]:
         return {"first_bad": self.first_bad, "largest_jump": self.largest_jump,
-                "stages": [s.to_dict() for s in self.stages]}
-
-
-_PASS_THROUGH = {"Cast", "QuantizeLinear", "DequantizeLinear"}
+                "stages": [{"stage": s.name, "rel": s.value, "tolerance": s.limit, "passed": s.passed,
+                            "detail": s.detail} for s in self.stages]}
 
 
 def stage_outputs(model: onnx.ModelProto) -> list[str]:
@@ -56,17 +43,10 @@ def stage_outputs(model: onnx.ModelProto) -> list[str]:
     A block output is a Relu whose input comes from an Add, looking through Cast and Q/DQ nodes that FP16 and INT8
     passes may put between them.
     """
-    producers = {out: node for node in model.graph.node for out in node.output}
-
-    def source(name: str) -> onnx.NodeProto | None:
-        node = producers.get(name)
-        while node is not None and node.op_type in _PASS_THROUGH:
-            node = producers.get(node.input[0])
-        return node
-
+    index = GraphIndex(model.graph)
     pools = [n.output[0] for n in model.graph.node if n.op_type == "MaxPool"]
     blocks = [n.output[0] for n in model.graph.node
-              if n.op_type == "Relu" and (src := source(n.input[0])) is not None and src.op_type == "Add"]
+              if n.op_type == "Relu" and (src := index.source(n.input[0])) is not None and src.op_type == "Add"]
     return pools[:1] + blocks
 
 
@@ -95,18 +75,23 @@ def localize(eager: TorchRunner, model: onnx.ModelProto, x: np.ndarray, *, toler
     if len(names) != len(stages):
         raise ArtifactError(f"cannot map the graph's blocks to the model: found {len(names)} stage outputs, "
                             f"the model has {len(stages)} stages")
-    reference = eager.forward_with_stages(x)
+    with eager:
+        reference = eager.forward_with_stages(x)
     with OrtRunner(expose(model, names), provider="cpu", outputs=names) as runner:
         actual = runner.infer({runner.input_specs[0].name: x})
-    errors = []
-    for stage, name in zip(stages, names):
-        ref, got = reference[stage], actual[name].astype(np.float32)
-        if ref.shape != got.shape:
-            errors.append(StageError(stage, float("inf"), float("inf"), tolerance))
-            continue
-        max_abs = float(np.abs(got - ref).max())
-        errors.append(StageError(stage, max_abs, max_abs / max(float(np.abs(ref).max()), 1e-6), tolerance))
-    first_bad = next((e.stage for e in errors if not e.passed), None)
-    jumps = [(errors[i].rel / max(errors[i - 1].rel, 1e-12), errors[i].stage) for i in range(1, len(errors))]
+    errors = [_stage_check(stage, reference[stage], actual[name].astype(np.float32), tolerance)
+              for stage, name in zip(stages, names)]
+    first_bad = next((e.name for e in errors if not e.passed), None)
+    jumps = [(errors[i].value / max(errors[i - 1].value, 1e-12), errors[i].name) for i in range(1, len(errors))]
     largest = max(jumps)[1] if jumps else None
     return Localization(tuple(errors), first_bad, largest)
+
+
+def _stage_check(stage: str, ref: np.ndarray, got: np.ndarray, tolerance: float) -> Check:
+    """The stage's relative error against its tolerance (inf when the shapes differ)."""
+    if ref.shape != got.shape:
+        return Check(stage, False, f"shape {list(got.shape)} vs eager {list(ref.shape)}", float("inf"), tolerance)
+    max_abs = float(np.abs(got - ref).max())
+    rel = max_abs / max(float(np.abs(ref).max()), 1e-6)
+    return Check(stage, bool(np.isfinite(rel)) and rel <= tolerance, f"{rel:.3g} (max-abs {max_abs:.3g})", rel,
+                 tolerance)

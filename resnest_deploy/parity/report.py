@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text_atomic
+from ..paths import sibling_paths
 from .engine import ParityResult
 
 
@@ -22,10 +23,11 @@ def render_markdown(result: ParityResult) -> str:
         f"# Parity: {Path(result.artifact).name} — {verdict}", "",
         f"- architecture: `{result.arch}`, precision: {result.precision}, runner: {result.runner}",
         f"- weights: {result.weights}",
-        f"- inputs: {result.inputs}", "",
+        f"- inputs: {result.inputs}",
+        f"- judged as: {result.judgement.preset} ({result.judgement.reason})" if result.judgement else "", "",
         "| metric | value | limit | verdict |", "| --- | ---: | ---: | --- |",
     ]
-    judged = {v.metric: v for v in result.verdicts}
+    judged = {v.name: v for v in result.verdicts}
     for name, value in result.metrics.to_dict().items():
         v = judged.get(name)
         limit = "" if v is None else f"{v.limit:.6g}"
@@ -48,18 +50,24 @@ def render_markdown(result: ParityResult) -> str:
     if result.localization:
         loc = result.localization
         lines += ["", "## Localisation", "", f"First stage over tolerance: **{loc.first_bad or 'none'}**; largest "
-                  f"jump in error at **{loc.largest_jump}**.", "", "| stage | max abs | relative | verdict |",
-                  "| --- | ---: | ---: | --- |"]
-        lines += [f"| {s.stage} | {s.max_abs:.3g} | {s.rel:.3g} | {'pass' if s.passed else 'FAIL'} |"
-                  for s in loc.stages]
+                  f"jump in error at **{loc.largest_jump}**.", "", "| stage | relative error (max abs) | verdict |",
+                  "| --- | ---: | --- |"]
+        lines += [f"| {s.name} | {s.detail} | {'pass' if s.passed else 'FAIL'} |" for s in loc.stages]
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
 
 
-def write_reports(result: ParityResult, json_path: Path) -> tuple[Path, Path]:
-    """Write ``json_path`` and the Markdown beside it (``.md``), atomically."""
-    md_path = json_path.with_suffix(".md")
+def write_reports(result: ParityResult, path: Path) -> tuple[Path, Path]:
+    """Write the JSON and the Markdown reports atomically, side by side.
+
+    ``path`` names either (``r.json`` or ``r.md`` give ``r.json`` and ``r.md``); an existing folder gets
+    ``<artifact>.parity.json`` and ``.md`` inside it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / default_report_path(result.artifact).name
+    json_path, md_path = sibling_paths(path, (".json", ".md"))
     write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
     write_text_atomic(md_path, render_markdown(result))
     return json_path, md_path

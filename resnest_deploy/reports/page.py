@@ -1,7 +1,8 @@
 """Build ``report.html`` and ``report.md`` from the parity and bench JSON files of a run folder.
 
-The page is self-contained (inline CSS, plots as embedded PNG) so it can be mailed or attached to a ticket.
-Plots are drawn by matplotlib with the non-interactive Agg backend.
+The report is first assembled as sections (title, table, optional plot), then rendered twice: to a
+self-contained HTML page (inline CSS, plots as embedded PNG, so it can be mailed or attached to a ticket) and to
+Markdown. Plots are drawn by matplotlib with the non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -11,11 +12,35 @@ import html
 import io
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
+from ..paths import sibling_paths
 from ..errors import ConfigError
+
+
+@dataclass
+class Section:
+    """One part of the report: a heading, an optional table and plot, and notes under them."""
+
+    title: str
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    plot: str | None = None  # base64 PNG
+    plot_alt: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """A whole run: what it is, its verdict, and its sections."""
+
+    title: str
+    meta: list[str]
+    verdict: bool | None
+    sections: list[Section]
 
 
 def _load(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -23,11 +48,11 @@ def _load(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
     for path in sorted(run_dir.rglob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, UnicodeDecodeError, ValueError):
             continue
         if not isinstance(data, dict):
             continue
-        schema = data.get("schema", "")
+        schema = str(data.get("schema", ""))
         if schema.startswith("resnest-deploy/parity/"):
             parity.append({**data, "_file": path.name})
         elif schema.startswith("resnest-deploy/bench/"):
@@ -37,25 +62,32 @@ def _load(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
     return parity, bench, exports
 
 
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _latency_plot(bench: list[dict[str, Any]]) -> str | None:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def latency_plot(bench: list[dict[str, Any]]) -> str | None:
+    """p50 latency per image against batch size, one line per contender (legend below the axes)."""
     series: dict[str, list[tuple[int, float]]] = {}
     for run in bench:
         for row in run["rows"]:
             series.setdefault(row["name"], []).append((row["batch"], row["p50_ms"] / row["batch"]))
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     for name, points in sorted(series.items()):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
@@ -67,64 +99,158 @@ def _latency_plot(bench: list[dict[str, Any]]) -> str | None:
     ax.set_ylabel("p50 latency per image (ms)")
     ax.set_title("Latency per image vs batch (lower is better)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    encoded = _png(fig)
-    plt.close(fig)
-    return encoded
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
+    return _png(fig)
 
 
-def _parity_plot(parity: list[dict[str, Any]]) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def parity_plot(parity: list[dict[str, Any]]) -> str | None:
+    """Three panels of horizontal bars (one bar per artifact, names on the shared y axis, so long names never
+    overlap): max_abs_rel, min cosine, top-1 agreement, each with its limit dashed."""
     if not parity:
         return None
-    labels = [f"{Path(p['artifact']).name}\n({p['precision']})" for p in parity]
+    plt = _pyplot()
+    labels = [f"{Path(p['artifact']).name} ({p['precision']})" for p in parity]
     panels = [("max_abs_rel", "max |Δ| / max(1, max|logit|)", True), ("cosine_min", "min cosine", False),
               ("top1_agreement", "top-1 agreement", False)]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    height = max(2.8, 1.2 + 0.38 * len(parity))
+    fig, axes = plt.subplots(1, 3, figsize=(12, height), sharey=True)
+    positions = list(range(len(parity)))
     for ax, (key, title, log) in zip(axes, panels):
         values = [p["metrics"][key] for p in parity]
         colors = ["#2e7d32" if p["passed"] else "#c62828" for p in parity]
-        ax.bar(range(len(values)), [max(v, 1e-12) for v in values] if log else values, color=colors)
-        limits = {p["tolerances"].get(key) for p in parity} - {None}
-        for limit in limits:
-            ax.axhline(limit, color="#555", linestyle="--", linewidth=1)
+        ax.barh(positions, [max(v, 1e-12) for v in values] if log else values, color=colors)
+        for limit in {p["tolerances"].get(key) for p in parity} - {None}:
+            ax.axvline(limit, color="#555", linestyle="--", linewidth=1)
         if log:
-            ax.set_yscale("log")
-        ax.set_xticks(range(len(values)), labels, fontsize=7)
+            ax.set_xscale("log")
         ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0].set_yticks(positions, labels, fontsize=8)
+    axes[0].invert_yaxis()
     fig.suptitle("Parity vs eager PyTorch (green pass, red fail; dashed: limit)", fontsize=10)
-    encoded = _png(fig)
-    plt.close(fig)
-    return encoded
+    fig.tight_layout()
+    return _png(fig)
 
 
-def _align(cell: str) -> str:
-    """Numbers right, text left."""
-    return "n" if re.fullmatch(r"[-+\d.,e%x ]+(s|ms)?", cell.strip()) else "t"
+def _parity_section(parity: list[dict[str, Any]]) -> Section:
+    rows = []
+    for p in parity:
+        m = p["metrics"]
+        rows.append([Path(p["artifact"]).name, p["precision"], str(p.get("preset") or p["precision"]), p["runner"],
+                     f"{m['max_abs_rel']:.2e}", f"{m['cosine_min']:.6f}", f"{m['top1_agreement']:.2%}",
+                     f"{m['kl_mean']:.2e}", str(m["samples"]), "pass" if p["passed"] else "FAIL"])
+    notes = sorted({f"{p.get('preset')}: {p['judgement']}" for p in parity if p.get("judgement")})
+    return Section("Parity vs eager PyTorch",
+                   ["artifact", "precision", "judged as", "runner", "max_abs_rel", "cosine min", "top-1 agree",
+                    "KL mean", "samples", "verdict"], rows, parity_plot(parity), "parity metrics per artifact", notes)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td class='{_align(c)}'>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _bench_section(bench: list[dict[str, Any]]) -> Section:
+    rows = []
+    for run in bench:
+        for r in run["rows"]:
+            ratio = f"{r['ratio_vs_eager']:.2f}x" if r.get("ratio_vs_eager") else ""
+            rows.append([str(r["batch"]), r["name"], f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}",
+                         f"{r['throughput_ips']:.1f}", ratio])
+    env = ", ".join(f"{k}: {v}" for k, v in bench[0]["environment"].items())
+    notes = [n for run in bench for n in run.get("notes", [])] + [f"Environment: {env}"]
+    return Section("Latency (interleaved rounds)",
+                   ["batch", "contender", "p50 ms", "p90 ms", "p99 ms", "images/s", "vs eager"], rows,
+                   latency_plot(bench), "latency per image vs batch", notes)
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
+def _export_section(exports: list[dict[str, Any]]) -> Section:
+    rows = [[str(e["artifact"]), str(e.get("precision", "fp32")), str(e.get("opset", "")),
+             str(e.get("graph", {}).get("nodes", "")), f"{sum(e['timings_s'].values()):.1f} s"] for e in exports]
+    return Section("Artifacts", ["artifact", "precision", "opset", "nodes", "time to make"], rows)
+
+
+def assemble(run_dir: Path, extra: list[Section] | None = None) -> Report:
+    """The report of a run folder (its parity, bench and artifact JSON), plus ``extra`` sections.
+
+    Raises:
+        ConfigError: The folder holds no reports.
+    """
+    parity, bench, exports = _load(run_dir)
+    if not parity and not bench and not extra:
+        raise ConfigError(f"{run_dir}: no parity or bench reports (*.parity.json, *.bench.json) found")
+    first = (parity or bench or [{}])[0]
+    arch, weights = first.get("arch", run_dir.name), first.get("weights", "")
+    sections = []
+    if exports:
+        sections.append(_export_section(exports))
+    if parity:
+        sections.append(_parity_section(parity))
+    if bench:
+        sections.append(_bench_section(bench))
+    sections += extra or []
+    meta = [f"weights: {weights}", f"folder: {run_dir}"] if weights else [f"folder: {run_dir}"]
+    verdict = all(p["passed"] for p in parity) if parity else None
+    return Report(f"resnest-deploy run: {arch}", meta, verdict, sections)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}table{border-collapse:collapse;margin:.5rem 0}
-td,th{border:1px solid #ddd;padding:.3rem .6rem;font-size:.85rem;text-align:left}td.n{text-align:right}.pass{color:#2e7d32;font-weight:600}
-.fail{color:#c62828;font-weight:600}img{max-width:100%;border:1px solid #eee}.meta{color:#555;font-size:.85rem}"""
+td,th{border:1px solid #ddd;padding:.3rem .6rem;font-size:.85rem;text-align:left}td.n{text-align:right}
+.pass{color:#2e7d32;font-weight:600}.fail{color:#c62828;font-weight:600}img{max-width:100%;border:1px solid #eee}
+.meta,.note{color:#555;font-size:.85rem}"""
 
 
-def build_report(run_dir: str | Path, output: str | Path | None = None) -> tuple[Path, Path]:
+def _cell(text: str) -> str:
+    """One HTML cell: numbers right-aligned, verdicts coloured, everything escaped."""
+    if text in ("pass", "FAIL"):
+        return f"<td><span class='{text.lower()}'>{text}</span></td>"
+    numeric = re.fullmatch(r"[-+\d.,e%x ]+(s|ms)?", text.strip())
+    return f"<td class='{'n' if numeric else 't'}'>{html.escape(text)}</td>"
+
+
+def render_html(report: Report) -> str:
+    parts = [f"<h1>{html.escape(report.title)}</h1>",
+             f"<p class='meta'>{' &middot; '.join(html.escape(m) for m in report.meta)}</p>"]
+    if report.verdict is not None:
+        cls, word = ("pass", "all artifacts pass parity") if report.verdict else ("fail", "some artifacts FAIL parity")
+        parts.append(f"<p class='{cls}'>{word}</p>")
+    for section in report.sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.headers:
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in section.headers)
+            body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in section.rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        if section.plot:
+            parts.append(f"<img alt='{html.escape(section.plot_alt)}' src='data:image/png;base64,{section.plot}'>")
+        parts += [f"<p class='note'>{html.escape(n)}</p>" for n in section.notes]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(report: Report) -> str:
+    lines = [f"# {report.title}", ""] + [f"- {m}" for m in report.meta]
+    if report.verdict is not None:
+        lines.append(f"- parity: {'all artifacts pass parity' if report.verdict else 'some artifacts FAIL parity'}")
+    for section in report.sections:
+        lines += ["", f"## {section.title}", ""]
+        if section.headers:
+            lines.append("| " + " | ".join(section.headers) + " |")
+            lines.append("| " + " | ".join("---" for _ in section.headers) + " |")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in section.rows]
+        if section.notes:
+            lines.append("")
+            lines += [f"- {n}" for n in section.notes]
+    return "\n".join(lines) + "\n"
+
+
+def build_report(run_dir: str | Path, output: str | Path | None = None,
+                 extra: list[Section] | None = None) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` for a run folder.
 
     Args:
         run_dir: Folder with ``*.parity.json`` / ``*.bench.json`` (and export manifests), searched recursively.
-        output: HTML path; the Markdown goes beside it.
+        output: HTML or Markdown path (the other goes beside it); an existing folder gets ``report.html`` inside.
+        extra: Further sections (targets, a model repository) appended after parity and latency.
 
     Returns:
         The HTML and Markdown paths.
@@ -135,63 +261,11 @@ def build_report(run_dir: str | Path, output: str | Path | None = None) -> tuple
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: not a folder")
-    parity, bench, exports = _load(run_dir)
-    if not parity and not bench:
-        raise ConfigError(f"{run_dir}: no parity or bench reports (*.parity.json, *.bench.json) found")
-    html_path = Path(output) if output else run_dir / "report.html"
-    md_path = html_path.with_suffix(".md")
-    arch = (parity or bench)[0]["arch"]
-    weights = (parity or bench)[0]["weights"]
-    verdict = all(p["passed"] for p in parity) if parity else None
-    parts = [f"<h1>resnest-deploy run: {html.escape(arch)}</h1>",
-             f"<p class='meta'>weights: {html.escape(weights)} &middot; folder: {html.escape(str(run_dir))}</p>"]
-    md = [f"# resnest-deploy run: {arch}", "", f"- weights: {weights}"]
-    if verdict is not None:
-        cls, word = ("pass", "all artifacts pass parity") if verdict else ("fail", "some artifacts FAIL parity")
-        parts.append(f"<p class='{cls}'>{word}</p>")
-        md.append(f"- parity: {word}")
-    if exports:
-        rows = [[html.escape(e["artifact"]), e.get("precision", "fp32"), str(e.get("opset", "")),
-                 str(e.get("graph", {}).get("nodes", "")), f"{sum(e['timings_s'].values()):.1f} s"] for e in exports]
-        parts += ["<h2>Artifacts</h2>", _table(["artifact", "precision", "opset", "nodes", "export time"], rows)]
-    if parity:
-        rows, md_rows = [], []
-        for p in parity:
-            m = p["metrics"]
-            mark = "<span class='pass'>pass</span>" if p["passed"] else "<span class='fail'>FAIL</span>"
-            cells = [Path(p["artifact"]).name, p["precision"], p["runner"], f"{m['max_abs_rel']:.2e}",
-                     f"{m['cosine_min']:.6f}", f"{m['top1_agreement']:.2%}", f"{m['kl_mean']:.2e}", str(m["samples"])]
-            rows.append([html.escape(c) for c in cells] + [mark])
-            md_rows.append("| " + " | ".join(cells + ["pass" if p["passed"] else "FAIL"]) + " |")
-        parts += ["<h2>Parity vs eager PyTorch</h2>",
-                  _table(["artifact", "precision", "runner", "max_abs_rel", "cosine min", "top-1 agree", "KL mean",
-                          "samples", "verdict"], rows)]
-        md += ["", "## Parity", "", "| artifact | precision | runner | max_abs_rel | cosine min | top-1 agree | "
-               "KL mean | samples | verdict |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |", *md_rows]
-        plot = _parity_plot(parity)
-        if plot:
-            parts.append(f"<img alt='parity metrics per artifact' src='data:image/png;base64,{plot}'>")
-    if bench:
-        rows, md_rows = [], []
-        for run in bench:
-            for r in run["rows"]:
-                ratio = f"{r['ratio_vs_eager']:.2f}x" if r.get("ratio_vs_eager") else ""
-                cells = [str(r["batch"]), r["name"], f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}",
-                         f"{r['throughput_ips']:.1f}", ratio]
-                rows.append([html.escape(c) for c in cells])
-                md_rows.append("| " + " | ".join(cells) + " |")
-        env = bench[0]["environment"]
-        parts += ["<h2>Latency (interleaved rounds)</h2>",
-                  _table(["batch", "contender", "p50 ms", "p90 ms", "p99 ms", "images/s", "vs eager"], rows)]
-        plot = _latency_plot(bench)
-        if plot:
-            parts.append(f"<img alt='latency per image vs batch' src='data:image/png;base64,{plot}'>")
-        env_line = ", ".join(f"{k}: {v}" for k, v in env.items())
-        parts.append(f"<p class='meta'>{html.escape(env_line)}</p>")
-        md += ["", "## Latency", "", "| batch | contender | p50 ms | p90 ms | p99 ms | images/s | vs eager |",
-               "| ---: | --- | ---: | ---: | ---: | ---: | ---: |", *md_rows, "", f"Environment: {env_line}"]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>resnest-deploy {html.escape(arch)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n")
-    write_text_atomic(html_path, page)
-    write_text_atomic(md_path, "\n".join(md) + "\n")
+    report = assemble(run_dir, extra)
+    target = Path(output) if output else run_dir / "report.html"
+    if target.is_dir():
+        target = target / "report.html"
+    html_path, md_path = sibling_paths(target, (".html", ".md"))
+    write_text_atomic(html_path, render_html(report))
+    write_text_atomic(md_path, render_markdown(report))
     return html_path, md_path

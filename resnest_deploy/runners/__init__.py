@@ -1,8 +1,8 @@
 """Runners: eager PyTorch, ONNX Runtime and (on GPU hosts) TensorRT behind one interface."""
 
-from .base import Runner, TensorSpec
-from .factory import open_artifact_runner
-from .ort_runner import OrtRunner
-from .torch_runner import TorchRunner
+from ..lazy import lazy_exports
 
-__all__ = ["OrtRunner", "Runner", "TensorSpec", "TorchRunner", "open_artifact_runner"]
+_NAMES = {"Runner": "base", "TensorSpec": "base", "open_artifact_runner": "factory", "OrtRunner": "ort_runner",
+          "Provider": "ort_runner", "TorchRunner": "torch_runner"}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_exports(__name__, _NAMES)

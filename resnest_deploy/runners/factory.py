@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ArtifactError
+from ..exporters.metadata import ENGINE_SUFFIXES, is_engine
 from .base import Runner
 
 
 def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: int | None = None,
-                         cuda_graph: bool = False) -> Runner:
-    """A runner for an ``.onnx`` file (ONNX Runtime) or an ``.engine``/``.plan`` file (TensorRT).
+                         cuda_graph: bool = False, device: int = 0) -> Runner:
+    """A runner for an ``.onnx`` file (ONNX Runtime) or an engine file (TensorRT, on CUDA device ``device``).
 
     Raises:
         ArtifactError: Missing file or unknown kind.
@@ -18,13 +19,13 @@ def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: i
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such artifact")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if path.suffix.lower() == ".onnx":
         from .ort_runner import OrtRunner
 
         return OrtRunner(path, provider=provider, threads=threads)
-    if suffix in (".engine", ".plan", ".trt"):
+    if is_engine(path):
         from .trt_runner import TrtRunner
 
-        return TrtRunner(path, cuda_graph=cuda_graph)
-    raise ArtifactError(f"{path}: not an ONNX model or TensorRT engine (expected .onnx, .engine or .plan)")
+        return TrtRunner(path, device=device, cuda_graph=cuda_graph)
+    raise ArtifactError(f"{path}: not an ONNX model or TensorRT engine (expected .onnx or "
+                        f"{', '.join(ENGINE_SUFFIXES)})")

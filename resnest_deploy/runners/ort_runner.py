@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError
+from ..ort_session import default_threads, ort_session
 from .base import Runner, TensorSpec
+
+
+class Provider(str, Enum):
+    """ONNX Runtime execution provider: ``auto`` (CUDA when present, else CPU) or one named provider."""
+
+    auto = "auto"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+    cpu = "cpu"
+
 
 _PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def resolve_providers(wanted: str, available: list[str]) -> list[str]:
@@ -27,11 +32,11 @@ def resolve_providers(wanted: str, available: list[str]) -> list[str]:
     Raises:
         ConfigError: Unknown name, or a provider this onnxruntime build does not have.
     """
-    if wanted == "auto":
+    if wanted == Provider.auto:
         return [p for p in (_PROVIDERS["cuda"], _PROVIDERS["cpu"]) if p in available]
     if wanted not in _PROVIDERS:
-        raise ConfigError(f"unknown provider {wanted!r}; choose auto, tensorrt, cuda or cpu")
-    provider = _PROVIDERS[wanted]
+        raise ConfigError(f"unknown provider {wanted!r}; choose {', '.join(p.value for p in Provider)}")
+    provider = _PROVIDERS[Provider(wanted).value]
     if provider not in available:
         raise ConfigError(f"{provider} is not in this onnxruntime build (available: {', '.join(available)})")
     return [provider] + ([_PROVIDERS["cpu"]] if provider != _PROVIDERS["cpu"] else [])
@@ -51,7 +56,7 @@ class OrtRunner(Runner):
                  outputs: list[str] | None = None) -> None:
         self.model = model
         self.provider = provider
-        self.threads = threads or _torch_threads()
+        self.threads = threads or default_threads()
         self.outputs = outputs
         self.session = None
         self.name = "onnxruntime"
@@ -59,15 +64,8 @@ class OrtRunner(Runner):
     def activate(self) -> None:
         import onnxruntime as ort
 
-        from exporters.verify import ort_session
-
         providers = resolve_providers(self.provider, ort.get_available_providers())
-        source = str(self.model) if isinstance(self.model, (str, Path)) else self.model
-        try:
-            self.session = ort_session(source, providers=providers, threads=self.threads)
-        except Exception as exc:  # ORT raises its own exception types for invalid graphs and files
-            first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"ONNX Runtime cannot load the model: {first}") from None
+        self.session = ort_session(self.model, providers=providers, threads=self.threads)
         self.name = f"onnxruntime[{self.session.get_providers()[0]}]"
 
     def deactivate(self) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from exporters.metadata import read_manifest
-from exporters.tensorrt_env import GpuInfo, import_tensorrt, trt_version
+from resnest_deploy.exporters.metadata import read_manifest
+from resnest_deploy.exporters.tensorrt_env import GpuInfo, import_tensorrt, trt_version
 
 from ..errors import ArtifactError, EngineMismatchError
 from .base import InputMismatchError, Runner, TensorSpec

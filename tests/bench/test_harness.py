@@ -40,7 +40,8 @@ def test_bench_writes_every_field(export_cache, cli, tmp_path):
 @pytest.mark.xdist_group("resnet18")
 def test_bench_bad_input(export_cache, cli):
     artifact = str(export_cache("resnet18", SMALL).path)
-    assert_one_line_error(cli("bench", artifact, "--backends", "eager,tvm"), "unknown backend tvm")
+    assert_one_line_error(cli("bench", artifact, "--backends", "eager,tvm"), "--backends",
+                          "'tvm' is not one of eager, ort, trt")
     assert_one_line_error(cli("bench", artifact, "--arch", "resnest50"), "exported from resnet18")
     assert_one_line_error(cli("bench", artifact, "--batch", "0"), "--batch")
     assert_one_line_error(cli("bench", artifact, "--batch", "one"), "--batch")

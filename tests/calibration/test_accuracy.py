@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import pytest
 
-from calibration.images import find_images, iter_batches
-from calibration.quantize import QuantizeOptions, quantize_onnx
-from exporters.metadata import read_metadata
-from exporters.verify import ort_session
+from resnest_deploy.calibration.images import find_images, iter_batches
+from resnest_deploy.calibration.quantize import QuantizeOptions, quantize_onnx
+from resnest_deploy.exporters.metadata import read_metadata
+from resnest_deploy.ort_session import ort_session
 
 pytestmark = pytest.mark.xdist_group("trained")
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from calibration.dataset import load_calibration, sample_images
-from calibration.images import find_images, open_rgb, preprocess
+from resnest_deploy.calibration.dataset import load_calibration, sample_images
+from resnest_deploy.calibration.images import find_images, open_rgb, preprocess
 from resnest_deploy.errors import ConfigError
 from resnest_deploy.models import get_config
 from tests.conftest import write_test_images

@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from calibration.images import find_images, iter_batches, open_rgb, preprocess
+from resnest_deploy.calibration.images import find_images, iter_batches, open_rgb, preprocess
 from resnest_deploy.errors import ConfigError
 from resnest_deploy.models import get_config
 from tests.conftest import write_test_images

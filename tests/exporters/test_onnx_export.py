@@ -14,13 +14,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from exporters import onnx_export
-from exporters.graph import default_opset, inspect_onnx, load_onnx
-from exporters.metadata import manifest_path, read_metadata
-from exporters.onnx_export import ExportOptions, export_onnx
+from resnest_deploy.exporters import onnx_export
+from resnest_deploy.exporters.graph import inspect_onnx, load_onnx
+from resnest_deploy.exporters.graph_index import default_opset
+from resnest_deploy.exporters.metadata import manifest_path, read_metadata
+from resnest_deploy.exporters.onnx_export import ExportOptions, export_onnx
 from resnest_deploy.errors import VerificationError
 from resnest_deploy.models import create_model, get_config, list_models
-from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.synthetic import synthetic_images
 from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error
 
 SMALL = 64

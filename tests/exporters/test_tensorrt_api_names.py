@@ -84,8 +84,8 @@ def test_the_scan_catches_removed_names():
 @pytest.mark.parametrize("version", sorted(VERSIONS.values()))
 def test_names_reached_through_tables_exist(version):
     """Names the builder looks up from option tables (getattr) rather than spelling out."""
-    from exporters.tensorrt_builder import HARDWARE_COMPAT
+    from resnest_deploy.exporters.tensorrt_plan import HardwareCompat
 
     surface = load_surface(version)
-    assert set(HARDWARE_COMPAT.values()) <= surface.members("HardwareCompatibilityLevel")
+    assert {level.trt_name for level in HardwareCompat} <= surface.members("HardwareCompatibilityLevel")
     assert {"desc", "node_name", "node_operator", "node"} <= surface.members("ParserError")

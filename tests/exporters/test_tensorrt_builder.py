@@ -17,9 +17,13 @@ import onnx
 import pytest
 from onnx import helper
 
-from exporters import tensorrt_env
-from exporters.tensorrt_builder import BuildOptions, build_engine, emit_script, parse_batch
-from exporters.tensorrt_env import GpuInfo
+from resnest_deploy.exporters import tensorrt_env
+from resnest_deploy.exporters.build_script import emit_script
+from resnest_deploy.exporters.tensorrt_builder import build_engine
+from resnest_deploy.exporters.tensorrt_plan import BuildOptions, parse_batch
+from resnest_deploy.exporters.metadata import ArtifactMeta
+from resnest_deploy.exporters.tensorrt_env import GpuInfo
+from resnest_deploy.models import get_config
 from resnest_deploy.errors import ArtifactError, ConfigError, EngineBuildError, EngineMismatchError
 from resnest_deploy.runners.trt_runner import TrtRunner, check_engine_host
 from tests.conftest import assert_one_line_error
@@ -47,7 +51,7 @@ def test_build_one_code_path_for_10_and_11(monkeypatch, tmp_path, onnx_model, ma
     trt = _use_double(monkeypatch, major)
     cache = tmp_path / "timing.cache"
     options = BuildOptions(model=onnx_model, batch="1:8:32", timing_cache=cache, output=tmp_path / "m.engine",
-                           hardware_compat="ampere+", opt_level=4, workspace_gib=2)
+                           hardware_compat="ampere+", opt_level=4, workspace_gib=2, tf32=True)
     result = build_engine(options)
     built = trt.built[-1]
     # Strongly typed network (the flag is required on 10.x and implied on 11.x); no precision flags at all.
@@ -149,7 +153,8 @@ def test_emit_script_is_valid_bash_with_relative_paths(cli, onnx_model, tmp_path
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
     assert str(tmp_path) not in text and "/work/" not in text  # only paths relative to the folder
-    for name in (onnx_model.name, "timing.cache", "tool/resnest_deploy/__init__.py", "tool/exporters/graph.py"):
+    for name in (onnx_model.name, "timing.cache", "tool/resnest_deploy/__init__.py",
+                 "tool/resnest_deploy/exporters/graph.py", "tool/resnest_deploy/calibration/int8.py"):
         assert (out / name).exists(), name
     assert f"build {onnx_model.name} --batch 1:4:16" in text and "--timing-cache timing.cache" in text
     # On this machine (no GPU) the script stops at its first check, with a clear message.
@@ -182,5 +187,7 @@ def test_engine_runner_and_parity_without_gpu(cli, tmp_path):
     engine.write_bytes(b"not really an engine")
     with pytest.raises(ArtifactError, match="no manifest"):
         TrtRunner(engine).activate()
-    (tmp_path / "m.engine.json").write_text(json.dumps({"arch": "resnet18", "engine": {"tensorrt": "10.16.1.11"}}))
+    meta = ArtifactMeta(arch="resnet18", num_classes=1000, input=get_config("resnet18").input, weights="random-init",
+                        seed=0)
+    (tmp_path / "m.engine.json").write_text(json.dumps({**meta.to_dict(), "engine": {"tensorrt": "10.16.1.11"}}))
     assert_one_line_error(cli("parity", str(engine), "--arch", "resnet18", "--samples", "2"), "needs an NVIDIA GPU")

@@ -17,11 +17,12 @@ if not torch.cuda.is_available():  # TensorRT segfaults without a GPU: never imp
     pytest.skip("no CUDA device: the GPU suite runs on a GPU host (pytest -m gpu)", allow_module_level=True)
 pytest.importorskip("tensorrt")
 
-from calibration.quantize import QuantizeOptions, quantize_onnx
-from exporters.onnx_export import ExportOptions, export_onnx
-from exporters.tensorrt_builder import BuildOptions, build_engine
+from resnest_deploy.calibration.quantize import QuantizeOptions, quantize_onnx
+from resnest_deploy.exporters.onnx_export import ExportOptions, export_onnx
+from resnest_deploy.exporters.tensorrt_builder import build_engine
+from resnest_deploy.exporters.tensorrt_plan import BuildOptions
 from resnest_deploy.models import create_model
-from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.synthetic import synthetic_images
 from resnest_deploy.parity import ParityOptions, run_parity
 from resnest_deploy.runners.trt_runner import TrtRunner
 

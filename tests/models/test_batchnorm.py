@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from resnest_deploy.models import create_model, get_config
-from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.synthetic import synthetic_images
 from resnest_deploy.models.resnet import ResNet
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from resnest_deploy.models import ResNet, get_config, list_models, reestimate_batchnorm
-from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.synthetic import synthetic_images
 from resnest_deploy.models.weights import expected_shapes, match_layout
 from tests.references import REFERENCES, build_reference, randomize_norms
 

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from resnest_deploy.errors import CheckpointError, DownloadError, WeightsMismatchError
 from resnest_deploy.models import create_model, download_weights, read_checkpoint
-from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.synthetic import synthetic_images
 from tests.conftest import assert_one_line_error
 from tests.references import build_reference, randomize_norms
 

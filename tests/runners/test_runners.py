@@ -7,7 +7,7 @@ import pytest
 
 from resnest_deploy.errors import ArtifactError, ConfigError
 from resnest_deploy.models import create_model
-from resnest_deploy.models.batchnorm import synthetic_images
+from resnest_deploy.models.synthetic import synthetic_images
 from resnest_deploy.runners import OrtRunner, TorchRunner, open_artifact_runner
 from resnest_deploy.runners.base import InputMismatchError
 from resnest_deploy.runners.ort_runner import resolve_providers

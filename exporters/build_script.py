@@ -1,0 +1,148 @@
+"""``build --emit-script DIR``: a self-contained folder that builds and checks an engine on a GPU host."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import onnx
+
+from resnest_deploy import __version__
+from resnest_deploy.atomic import atomic_path, ensure_writable_dir, make_executable, write_text_atomic
+
+from .tensorrt_plan import ENGINE_SUFFIX, BuildOptions, HardwareCompat, plan_build
+
+SCRIPT_NAME = "build.sh"
+# Where this tool's code comes from, by import name: installed, ``resnest_deploy.exporters`` and
+# ``resnest_deploy.calibration`` may live in folders beside ``resnest_deploy`` (the source layout).
+TOOL_PACKAGES = ("resnest_deploy", "resnest_deploy.exporters", "resnest_deploy.calibration")
+REQUIREMENTS = ("tensorrt", "torch", "numpy", "onnx", "onnxscript", "onnxruntime-gpu", "typer", "rich", "pillow",
+                "safetensors", "matplotlib")
+
+
+def emit_script(options: BuildOptions, folder: Path) -> Path:
+    """Write ``folder`` with the ONNX, the timing cache (if any), this tool's code and ``build.sh``.
+
+    ``build.sh`` refers to everything by paths relative to its own folder, so the folder can be copied to any
+    GPU host. It checks for a GPU and the packages, builds the engine with the same options, then verifies it
+    against the eager model with ``parity`` (synthetic inputs, or ``DATA=folder``).
+
+    Raises:
+        ArtifactError, ConfigError: From :func:`plan_build` (checked here, before any GPU sees it).
+        OutputError: ``folder`` cannot be written.
+    """
+    plan = plan_build(options)
+    folder = Path(folder)
+    ensure_writable_dir(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_name = plan.model.name
+    _copy(plan.model, folder / model_name)
+    data_files = _external_data_files(plan.model)
+    for extra in data_files:
+        _copy(plan.model.parent / extra, folder / extra)
+    cache_name = None
+    if options.timing_cache:
+        cache_name = Path(options.timing_cache).name
+        if Path(options.timing_cache).is_file():
+            _copy(Path(options.timing_cache), folder / cache_name)
+    copy_tool(folder / "tool")
+    engine_name = Path(model_name).with_suffix(ENGINE_SUFFIX).name
+    args = ["build", model_name, "--batch", options.batch, "--workspace", f"{options.workspace_gib:g}",
+            "--opt-level", str(options.opt_level), "--hardware-compat", HardwareCompat(options.hardware_compat).value,
+            "--tf32" if options.tf32 else "--no-tf32", "--output", engine_name]
+    if options.img_size:
+        args += ["--img-size", str(options.img_size)]
+    if options.version_compatible:
+        args.append("--version-compatible")
+    if cache_name:
+        args += ["--timing-cache", cache_name]
+    checkpoint = plan.meta is not None and plan.meta.weights_sha256
+    text = _SCRIPT.format(
+        version=__version__, date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), model=model_name,
+        sha=plan.onnx_sha256, precision=plan.precision, engine=engine_name,
+        build_args=" ".join(shlex.quote(a) for a in args),
+        requirements=" ".join(REQUIREMENTS), imports="tensorrt, torch, onnx, typer, rich, PIL, safetensors",
+        weights_check=_WEIGHTS_CHECK.format(sha=plan.meta.weights_sha256) if checkpoint else "",
+        weights_arg=' ${WEIGHTS:+--weights "$WEIGHTS"}' if checkpoint else "",
+        batch=plan.shapes[1][0],
+    )
+    script = write_text_atomic(folder / SCRIPT_NAME, text)
+    make_executable(script)
+    write_text_atomic(folder / "build-options.json", json.dumps(
+        {"onnx": model_name, "onnx_sha256": plan.onnx_sha256, "precision": plan.precision,
+         "profile": [list(s) for s in plan.shapes], "args": args}, indent=2) + "\n")
+    return script
+
+
+def copy_tool(tool: Path) -> None:
+    """Copy this tool's Python packages under ``tool`` so that ``PYTHONPATH=tool`` imports them."""
+    import importlib
+
+    for package in TOOL_PACKAGES:
+        source = Path(importlib.import_module(package).__file__).resolve().parent
+        target = tool.joinpath(*package.split("."))
+        if target.exists():
+            shutil.rmtree(target)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "exporters", "calibration") \
+            if package == "resnest_deploy" else shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(source, target, ignore=ignore)
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.resolve() != target.resolve():
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+
+
+def _external_data_files(path: Path) -> list[str]:
+    model = onnx.load(str(path), load_external_data=False)
+    names = set()
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                names.add(entry.value)
+    return sorted(names)
+
+
+_WEIGHTS_CHECK = """
+# This model came from a checkpoint (sha256 {sha}); parity needs it: WEIGHTS=/path/to/checkpoint bash build.sh
+if [ -z "${{WEIGHTS:-}}" ]; then
+  echo "note: WEIGHTS is not set; the engine is built but parity against the eager model is skipped" >&2
+  SKIP_PARITY=1
+fi
+"""
+
+_SCRIPT = """#!/usr/bin/env bash
+# Build and verify the TensorRT engine for {model} ({precision}) on a GPU host.
+# Written by resnest-deploy {version} on {date}; ONNX sha256 {sha}.
+# Everything is referenced relative to this folder, so the folder can be copied anywhere.
+#   bash build.sh                      build {engine}, then check it against the eager model
+#   PYTHON=/opt/venv/bin/python bash build.sh      choose the interpreter
+#   DATA=/path/to/images bash build.sh             check on real images instead of synthetic inputs
+set -euo pipefail
+cd "$(dirname "${{BASH_SOURCE[0]}}")"
+PYTHON="${{PYTHON:-python3}}"
+export PYTHONPATH="$PWD/tool${{PYTHONPATH:+:$PYTHONPATH}}"
+SKIP_PARITY=0
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "error: no NVIDIA GPU or driver on this host (nvidia-smi failed)" >&2
+  exit 2
+fi
+if ! "$PYTHON" -c "import {imports}" 2>/dev/null; then
+  echo "error: missing Python packages; install them with:" >&2
+  echo "  $PYTHON -m pip install {requirements}" >&2
+  exit 2
+fi
+{weights_check}
+"$PYTHON" -m resnest_deploy {build_args}
+
+if [ "$SKIP_PARITY" = 0 ]; then
+  "$PYTHON" -m resnest_deploy parity {engine} --batch {batch}{weights_arg} ${{DATA:+--data "$DATA"}} \\
+    --report {engine}.parity.json
+fi
+echo "done: {engine} and {engine}.json"
+"""
