@@ -25,7 +25,8 @@ RUN := runs/$(ARCH)
 # Main job on the CPU, in one run folder: export resnest50 (graph contract + ONNX Runtime verification), inspect,
 # FP16 and INT8 (Q/DQ) versions, parity of each against eager, latency (eager vs ONNX Runtime, interleaved) and
 # the report page runs/<arch>/report.html. The model is random-init (BatchNorm re-estimated), so INT8 calibrates
-# on synthetic images and, its logits being near ties, is judged by cosine and KL, not top-1 (docs/parity.md).
+# on synthetic images and, its logits being near ties, parity judges it by cosine and KL, not top-1: the judgement
+# follows from the artifact's provenance (docs/parity.md).
 # TensorRT engines need a GPU: `resnest-deploy build ... --emit-script DIR` prepares them for a GPU host.
 run: install
 	$(BIN)/resnest-deploy export --arch $(ARCH) --output $(RUN)/$(ARCH).onnx
@@ -34,8 +35,7 @@ run: install
 	$(BIN)/resnest-deploy quantize $(RUN)/$(ARCH).onnx --precision int8 --calib-data synthetic --calib-size 64
 	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).onnx --samples 32 --report $(RUN)/$(ARCH).parity.json
 	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).fp16.onnx --samples 32 --report $(RUN)/$(ARCH).fp16.parity.json
-	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).int8.onnx --samples 32 --tol top1_agreement=0 \
-		--report $(RUN)/$(ARCH).int8.parity.json
+	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).int8.onnx --samples 32 --report $(RUN)/$(ARCH).int8.parity.json
 	$(BIN)/resnest-deploy bench $(RUN)/$(ARCH).onnx $(RUN)/$(ARCH).fp16.onnx $(RUN)/$(ARCH).int8.onnx --batch 1,8 \
 		--iters 10 --report $(RUN)/$(ARCH).bench.json
 	$(BIN)/resnest-deploy build $(RUN)/$(ARCH).int8.onnx --emit-script $(RUN)/gpu-build

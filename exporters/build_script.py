@@ -88,7 +88,7 @@ def copy_tool(tool: Path) -> None:
             shutil.rmtree(target)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "exporters", "calibration") \
             if package == "resnest_deploy" else shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(source, target, ignore=ignore)
+        shutil.copytree(source, target, ignore=ignore, copy_function=shutil.copyfile)  # modes from the umask
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -40,6 +40,7 @@ from .options import ExportOptions
 from .verify import Comparison, compare_with_eager
 
 MIN_IMG_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the classifier
+MAX_IMG_SIZE = 2048  # activations grow with the square of the side; beyond this an export runs out of memory
 MAX_DYNAMIC_BATCH = 4096
 EXPORT_STAGES = ("build model", "torch.onnx.export", "finalize graph", "write + check contract",
                  "verify with ONNX Runtime")
@@ -75,8 +76,12 @@ def _validate(options: ExportOptions) -> tuple[int, int | None]:
         raise ConfigError(f"--opset {options.opset} is newer than the installed onnx supports ({max_opset})")
     cfg = get_config(options.arch)
     size = cfg.input.size if options.img_size is None else options.img_size
-    if size < MIN_IMG_SIZE:
-        raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {size}")
+    if not MIN_IMG_SIZE <= size <= MAX_IMG_SIZE:
+        raise ConfigError(f"--img-size must be {MIN_IMG_SIZE}..{MAX_IMG_SIZE}, got {size}")
+    if options.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {options.seed}")
+    if options.num_classes is not None and options.num_classes < 1:
+        raise ConfigError(f"--num-classes must be >= 1, got {options.num_classes}")
     if options.batch == "dynamic":
         return size, None
     try:

@@ -40,6 +40,9 @@ class _Target:
 _received: int | None = None
 _targets: list[_Target] = []
 _stage: list[str] = []
+# What was in progress when an interrupt unwound the stack (the contexts below are gone by the time the CLI
+# reports it): the innermost stage and the outermost target.
+_at_interrupt: dict[str, object] = {}
 
 
 def _stat(path: Path) -> tuple[int, int] | None:
@@ -50,6 +53,17 @@ def _stat(path: Path) -> tuple[int, int] | None:
     return (info.st_mtime_ns, info.st_size)
 
 
+def _trace(name: str) -> None:
+    """Append ``<seconds since epoch> <step>`` to $RESNEST_DEPLOY_TRACE, when set (for timing runs from outside
+    and for tests that must interrupt a given step)."""
+    path = os.environ.get("RESNEST_DEPLOY_TRACE")
+    if path:
+        import time
+
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.time():.3f} {name}\n")
+
+
 def _handler(signum: int, _frame: object) -> None:
     global _received
     _received = signum
@@ -58,8 +72,7 @@ def _handler(signum: int, _frame: object) -> None:
 
 def install() -> None:
     """Make SIGINT and SIGTERM raise :class:`Interrupted` (main thread only)."""
-    global _received
-    _received = None
+    reset()
     for signum in EXIT_CODES:
         signal.signal(signum, _handler)
 
@@ -77,6 +90,9 @@ def producing(path: str | os.PathLike[str]) -> Iterator[None]:
     _targets.append(target)
     try:
         yield
+    except (Interrupted, KeyboardInterrupt):
+        _at_interrupt["target"] = target  # unwinding outwards: the outermost target is recorded last
+        raise
     finally:
         if target in _targets:
             _targets.remove(target)
@@ -86,9 +102,13 @@ def producing(path: str | os.PathLike[str]) -> Iterator[None]:
 def stage(name: str) -> Iterator[None]:
     """Name the step in progress, for the interrupt message."""
     _stage.append(name)
+    _trace(name)
     depth = len(_stage)
     try:
         yield
+    except (Interrupted, KeyboardInterrupt):
+        _at_interrupt.setdefault("stage", _stage[-1])  # unwinding outwards: keep the innermost step
+        raise
     finally:
         del _stage[depth - 1:]
 
@@ -99,20 +119,31 @@ def set_stage(name: str) -> None:
         _stage[-1] = name
     else:
         _stage.append(name)
+    _trace(name)
 
 
 def describe() -> str:
     """One line: what was interrupted and whether its output was written."""
-    where = f" during {_stage[-1]}" if _stage else ""
-    if not _targets:
+    stage = _at_interrupt.get("stage") or (_stage[-1] if _stage else None)
+    target = _at_interrupt.get("target") or (_targets[0] if _targets else None)
+    where = f" during {stage}" if stage else ""
+    if not isinstance(target, _Target):
         return f"interrupted{where}"
-    target = _targets[0]
     if _stat(target.path) == target.before:
         return f"interrupted{where}; nothing written at {target.path}"
     return f"interrupted{where}; {target.path} was written before the interrupt"
 
 
+def ignore() -> None:
+    """Ignore further signals (the work is done; the interpreter is shutting down)."""
+    for signum in EXIT_CODES:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def reset() -> None:
-    """Forget targets and stages (after the CLI has reported an interrupt)."""
+    """Forget targets, stages and the last interrupt."""
+    global _received
+    _received = None
     _targets.clear()
     _stage.clear()
+    _at_interrupt.clear()

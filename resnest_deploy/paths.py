@@ -42,3 +42,26 @@ def sibling_paths(path: str | os.PathLike[str], suffixes: tuple[str, ...]) -> tu
             stem = stem[: -len(suffix)]
             break
     return tuple(path.with_name(stem + suffix) for suffix in suffixes)
+
+
+def report_pair(path: str | os.PathLike[str] | None, default: Path, suffixes: tuple[str, str]) -> tuple[Path, Path]:
+    """Where a pair of reports goes, checked writable before any work starts.
+
+    ``path`` may be either file of the pair (``r.json`` or ``r.md``), a stem, or an existing folder (``default``'s
+    name inside it); None means ``default``.
+
+    Raises:
+        OutputError: The folder cannot be written, or a report path is an existing folder.
+    """
+    from .atomic import ensure_writable_dir
+    from .errors import OutputError
+
+    target = Path(path) if path is not None else default
+    if target.is_dir():
+        target = target / default.name
+    first, second = sibling_paths(target, suffixes)
+    for candidate in (first, second):
+        if candidate.is_dir():
+            raise OutputError(f"cannot write {candidate}: it is an existing folder")
+    ensure_writable_dir(first.parent)
+    return first, second

@@ -19,7 +19,7 @@ import torch
 
 from .. import interrupts
 from ..atomic import write_text_atomic
-from ..paths import sibling_paths
+from ..paths import report_pair
 from ..errors import ConfigError
 from ..exporters.graph import check_fits, load_artifact
 from ..exporters.graph_index import fixed_batch
@@ -221,11 +221,23 @@ def _runner_call(runner: Runner, x: np.ndarray) -> Callable[[], Any]:
     return lambda: runner.infer(feed)
 
 
-def default_report_path(first_artifact: Path | None, arch: str) -> Path:
-    """``<artifact>.bench.json`` beside the first artifact, else ``runs/<arch>/<arch>.bench.json``."""
-    if first_artifact is not None:
-        return first_artifact.with_name(first_artifact.name + ".bench.json")
-    return Path("runs") / arch / f"{arch}.bench.json"
+def report_paths(path: Path | None, options: BenchOptions) -> tuple[Path, Path]:
+    """The JSON and Markdown report paths for ``--report PATH``, checked writable before anything is timed.
+
+    The default is ``<artifact>.bench.json`` beside the first artifact, else ``runs/<arch>/<arch>.bench.json``.
+
+    Raises:
+        ConfigError: No artifact and no ``--arch`` to name the default report.
+        OutputError: The report folder cannot be written.
+    """
+    if options.artifacts:
+        first = Path(options.artifacts[0])
+        default = first.with_name(first.name + ".bench.json")
+    elif options.arch:
+        default = Path("runs") / options.arch / f"{options.arch}.bench.json"
+    else:
+        raise ConfigError("nothing to name the report after: give an artifact, --arch or --report")
+    return report_pair(path, default, (".json", ".md"))
 
 
 def render_markdown(result: BenchResult) -> str:
@@ -247,12 +259,10 @@ def render_markdown(result: BenchResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(result: BenchResult, path: Path) -> tuple[Path, Path]:
-    """Write the JSON and the Markdown side by side, atomically (``r.json`` or ``r.md`` name both)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / f"{result.arch}.bench.json"
-    json_path, md_path = sibling_paths(path, (".json", ".md"))
+def write_reports(result: BenchResult, paths: Path | tuple[Path, Path]) -> tuple[Path, Path]:
+    """Write the JSON and the Markdown atomically: to ``paths`` (from :func:`report_paths`), or beside one path."""
+    json_path, md_path = paths if isinstance(paths, tuple) else report_pair(
+        paths, Path(paths) / f"{result.arch}.bench.json", (".json", ".md"))
     write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
     write_text_atomic(md_path, render_markdown(result))
     return json_path, md_path

@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(please report it; RESNEST_DEPLOY_DEBUG=1 shows the traceback)", [])
         sys.exit(EXIT_INTERNAL)
+    interrupts.ignore()  # done: a late Ctrl-C must not turn a finished run into a failure
     sys.exit(code if isinstance(code, int) else 0)
 
 

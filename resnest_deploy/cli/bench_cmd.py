@@ -36,16 +36,16 @@ def bench(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic inputs.")] = _D.seed,
 ) -> None:
     """Time eager PyTorch and each artifact, interleaved round by round; p50/p90/p99, throughput, ratio to eager."""
-    from ..bench.harness import default_report_path, run_bench, write_reports
+    from ..bench.harness import report_paths, run_bench, write_reports
     from .progress import phase_progress
 
     options = BenchOptions(artifacts=tuple(artifacts), arch=arch, weights=weights, backends=tuple(backends),
                            batches=tuple(batch), warmup=warmup, iters=iters, threads=threads, cuda_graph=cuda_graph,
                            seed=seed)
+    paths = report_paths(report, options)
     with phase_progress("bench") as update:
         result = run_bench(options, progress=update)
-    json_path, md_path = write_reports(result, report or default_report_path(
-        artifacts[0] if artifacts else None, result.arch))
+    json_path, md_path = write_reports(result, paths)
     env = result.environment
     typer.echo(f"{result.arch} @ {result.input_size}px, weights: {result.weights}; {env['cpu']}, "
                f"{env['threads']} threads")

@@ -53,16 +53,18 @@ def parity(
     seed: Annotated[int, typer.Option(min=0, help="Seed of synthetic inputs and sampling.")] = _D.seed,
 ) -> None:
     """Compare an artifact with the eager model: metrics, verdicts, class flips, accuracy; exit 1 on failure."""
-    from ..parity import default_report_path, run_parity, write_reports
+    from ..parity.engine import run_parity
+    from ..parity.report import report_paths, write_reports
     from .progress import count_progress
 
     options = ParityOptions(
         artifact=artifact, arch=arch, weights=weights, data=data, samples=samples, batch=batch, seed=seed,
         tolerances=_parse_tolerances(tol), localize=localize, class_index=class_index, provider=provider,
     )
+    paths = report_paths(report, artifact)
     with count_progress("parity") as update:
         result = run_parity(options, progress=update)
-    json_path, md_path = write_reports(result, report or default_report_path(artifact))
+    json_path, md_path = write_reports(result, paths)
     _print_result(result)
     typer.echo(f"{'PASS' if result.passed else 'FAIL'}: reports {json_path} and {md_path}")
     if not result.passed:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text_atomic
-from ..paths import sibling_paths
+from ..paths import report_pair
 from .engine import ParityResult
 
 
@@ -58,16 +58,20 @@ def render_markdown(result: ParityResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(result: ParityResult, path: Path) -> tuple[Path, Path]:
-    """Write the JSON and the Markdown reports atomically, side by side.
+def report_paths(path: Path | None, artifact: str | Path) -> tuple[Path, Path]:
+    """The JSON and Markdown report paths for ``--report PATH`` (see :func:`resnest_deploy.paths.report_pair`),
+    checked writable before parity runs.
 
-    ``path`` names either (``r.json`` or ``r.md`` give ``r.json`` and ``r.md``); an existing folder gets
-    ``<artifact>.parity.json`` and ``.md`` inside it.
+    Raises:
+        OutputError: The report folder cannot be written.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / default_report_path(result.artifact).name
-    json_path, md_path = sibling_paths(path, (".json", ".md"))
+    return report_pair(path, default_report_path(artifact), (".json", ".md"))
+
+
+def write_reports(result: ParityResult, paths: Path | tuple[Path, Path]) -> tuple[Path, Path]:
+    """Write the JSON and the Markdown reports atomically: to ``paths`` (from :func:`report_paths`), or beside
+    one path as :func:`report_paths` names them."""
+    json_path, md_path = paths if isinstance(paths, tuple) else report_paths(paths, result.artifact)
     write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
     write_text_atomic(md_path, render_markdown(result))
     return json_path, md_path

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
-from ..paths import sibling_paths
+from ..paths import report_pair
 from ..errors import ConfigError
 
 
@@ -261,11 +261,8 @@ def build_report(run_dir: str | Path, output: str | Path | None = None,
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: not a folder")
+    html_path, md_path = report_pair(output, run_dir / "report.html", (".html", ".md"))
     report = assemble(run_dir, extra)
-    target = Path(output) if output else run_dir / "report.html"
-    if target.is_dir():
-        target = target / "report.html"
-    html_path, md_path = sibling_paths(target, (".html", ".md"))
     write_text_atomic(html_path, render_html(report))
     write_text_atomic(md_path, render_markdown(report))
     return html_path, md_path

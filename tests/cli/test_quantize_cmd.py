@@ -82,3 +82,14 @@ def test_bad_input(cli, trained, tmp_path):
     blocker.write_text("")
     assert_one_line_error(cli("quantize", model, "--precision", "fp16", "--output", str(blocker / "m.onnx")))
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_methods_calibrate_a_ragged_image_count(cli, trained, few_images, tmp_path, method):
+    """12 readable images (+1 corrupt) do not fill batches of 8: the histogram calibrators used to crash here."""
+    out = tmp_path / "m.int8.onnx"
+    result = cli("quantize", str(trained.onnx), "--precision", "int8", "--calib-data", str(few_images),
+                 "--method", method, "--output", str(out), "--no-cache")
+    assert result.returncode == 0, result.stderr
+    record = read_metadata(onnx.load(str(out))).extra["quantization"]
+    assert record["method"] == method and record["calibration"]["samples"] == 12

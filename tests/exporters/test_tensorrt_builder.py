@@ -80,6 +80,15 @@ def test_build_one_code_path_for_10_and_11(monkeypatch, tmp_path, onnx_model, ma
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))
 
 
+def test_the_stage_list_shown_is_the_stages_run(monkeypatch, tmp_path, onnx_model):
+    from resnest_deploy.exporters.tensorrt_builder import BUILD_STAGES
+
+    _use_double(monkeypatch, "11")
+    seen = []
+    build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine"), progress=seen.append)
+    assert tuple(seen) == BUILD_STAGES
+
+
 @pytest.mark.parametrize("major", ["10", "11"])
 def test_version_compatible_and_no_tf32(monkeypatch, tmp_path, onnx_model, major):
     trt = _use_double(monkeypatch, major)

@@ -168,3 +168,63 @@ def test_download_checks_hash_on_a_file_url(tmp_path):
     assert not any((tmp_path / "c2").iterdir()), "a file with a bad hash was left behind"
     with pytest.raises(DownloadError):
         download_weights((tmp_path / "absent.pth").as_uri(), "00", tmp_path / "c3")
+
+
+def test_training_checkpoints_people_actually_save(tmp_path):
+    """Training checkpoints hold the weights under a wrapper key next to epoch, optimizer state and metrics; a
+    best accuracy stored as a tensor must not be mistaken for the state dict. All read with weights_only=True."""
+    ref, state = _reference_state("resnet18")
+    optimizer = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    ref(synthetic_images(2, 64, torch.Generator().manual_seed(1))).sum().backward()
+    optimizer.step()  # momentum buffers: a real optimizer state dict full of tensors
+    ref.eval()
+    state = dict(ref.state_dict())
+    # The PyTorch ImageNet example's save_checkpoint({...}) dict.
+    imagenet = {"epoch": 12, "arch": "resnet18", "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "best_acc1": torch.tensor(71.3), "optimizer": optimizer.state_dict(),
+                "scheduler": {"step_size": 30, "gamma": 0.1, "last_epoch": 12}}
+    # Lightning's layout (Lightning itself is not a test dependency): weights under state_dict, prefixed by the
+    # LightningModule attribute holding the network, beside a loss module's buffers and trainer state.
+    lightning = {"epoch": 3, "global_step": 900, "pytorch-lightning_version": "2.5.0",
+                 "state_dict": {**{f"model.{k}": v for k, v in state.items()},
+                                "criterion.weight": torch.ones(1000)},
+                 "optimizer_states": [optimizer.state_dict()], "lr_schedulers": [{"last_epoch": 3}],
+                 "callbacks": {"ModelCheckpoint": {"best_model_score": torch.tensor(0.71)}},
+                 "hyper_parameters": {"lr": 0.1, "arch": "resnet18"}}
+    for name, obj in (("imagenet", imagenet), ("lightning", lightning)):
+        path = tmp_path / f"{name}.pth"
+        torch.save(obj, path)
+        model = create_model("resnet18", weights=path)
+        assert _same_output(model, ref) <= 1e-5, name
+
+
+def test_timm_train_script_checkpoint(tmp_path):
+    """A real checkpoint written by timm's CheckpointSaver (what timm's train.py uses): weights, EMA weights,
+    optimizer state and the argparse arguments, which weights_only loading allows as plain data."""
+    import argparse
+
+    from timm.utils import CheckpointSaver, ModelEmaV3
+
+    ref, _ = _reference_state("resnest14d")
+    optimizer = torch.optim.SGD(ref.parameters(), lr=0.1)
+    args = argparse.Namespace(model="resnest14d", lr=0.1, epochs=2)
+    saver = CheckpointSaver(ref, optimizer, args=args, model_ema=ModelEmaV3(ref), checkpoint_dir=str(tmp_path),
+                            recovery_dir=str(tmp_path), max_history=1)
+    saver.save_checkpoint(epoch=1, metric=0.5)
+    path = next(tmp_path.glob("checkpoint-*.pth.tar"))
+    model = create_model("resnest14d", weights=path)
+    assert _same_output(model, ref.eval()) <= 1e-5
+
+
+def test_pickled_code_beside_a_state_dict_is_still_refused(tmp_path):
+    """Allowing argparse's plain data does not open the door: any other global in the file is refused unrun."""
+    _, state = _reference_state("resnet18")
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > /dev/null",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": state, "extra": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        read_checkpoint(path)

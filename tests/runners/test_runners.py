@@ -58,3 +58,18 @@ def test_artifact_dispatch(tmp_path):
         open_artifact_runner(other)
     with pytest.raises(ArtifactError, match="no such"):
         open_artifact_runner(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("suffix", [".engine", ".plan", ".trt"])
+def test_every_engine_suffix_opens_the_tensorrt_runner(tmp_path, suffix):
+    from resnest_deploy.errors import ArtifactError
+    from resnest_deploy.runners.factory import open_artifact_runner
+    from resnest_deploy.runners.trt_runner import TrtRunner
+
+    engine = tmp_path / f"m{suffix}"
+    engine.write_bytes(b"engine bytes")
+    assert isinstance(open_artifact_runner(engine), TrtRunner)
+    other = tmp_path / "m.pt"
+    other.write_bytes(b"x")
+    with pytest.raises(ArtifactError, match=r"\.engine, \.plan, \.trt"):
+        open_artifact_runner(other)
