@@ -62,7 +62,8 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
     checkpoint = plan.meta is not None and plan.meta.weights_sha256
     text = _SCRIPT.format(
         version=__version__, date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), model=model_name,
-        sha=plan.onnx_sha256, precision=plan.precision, engine=engine_name,
+        sha=plan.onnx_sha256, precision=plan.precision, engine=engine_name, engine_q=shlex.quote(engine_name),
+        report_q=shlex.quote(engine_name + ".parity.json"), manifest_q=shlex.quote(engine_name + ".json"),
         build_args=" ".join(shlex.quote(a) for a in args),
         requirements=" ".join(REQUIREMENTS), imports="tensorrt, torch, onnx, typer, rich, PIL, safetensors",
         weights_check=_WEIGHTS_CHECK.format(sha=plan.meta.weights_sha256) if checkpoint else "",
@@ -141,8 +142,8 @@ fi
 "$PYTHON" -m resnest_deploy {build_args}
 
 if [ "$SKIP_PARITY" = 0 ]; then
-  "$PYTHON" -m resnest_deploy parity {engine} --batch {batch}{weights_arg} ${{DATA:+--data "$DATA"}} \\
-    --report {engine}.parity.json
+  "$PYTHON" -m resnest_deploy parity {engine_q} --batch {batch}{weights_arg} ${{DATA:+--data "$DATA"}} \\
+    --report {report_q}
 fi
-echo "done: {engine} and {engine}.json"
+echo "done: "{engine_q}" and "{manifest_q}
 """

@@ -43,8 +43,24 @@ class Report:
     sections: list[Section]
 
 
-def _load(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    parity, bench, exports = [], [], []
+_PARITY_KEYS = {"artifact": str, "precision": str, "runner": str, "passed": bool, "metrics": dict, "tolerances": dict}
+_PARITY_METRICS = ("max_abs_rel", "cosine_min", "top1_agreement", "kl_mean", "samples")
+_BENCH_KEYS = {"rows": list, "environment": dict}
+_ROW_KEYS = ("name", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput_ips")
+
+
+def _complete(data: dict[str, Any], kind: str) -> bool:
+    """Whether a report has every field the page reads (hand-edited or cut files are skipped, with a note)."""
+    if kind == "parity":
+        return (all(isinstance(data.get(k), t) for k, t in _PARITY_KEYS.items())
+                and all(isinstance(data["metrics"].get(m), (int, float)) for m in _PARITY_METRICS))
+    return (all(isinstance(data.get(k), t) for k, t in _BENCH_KEYS.items())
+            and all(isinstance(r, dict) and all(k in r for k in _ROW_KEYS) for r in data["rows"]))
+
+
+def _load(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Parity reports, bench reports and artifact manifests under ``run_dir``, and notes on skipped files."""
+    parity, bench, exports, skipped = [], [], [], []
     for path in sorted(run_dir.rglob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -53,13 +69,17 @@ def _load(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
         if not isinstance(data, dict):
             continue
         schema = str(data.get("schema", ""))
-        if schema.startswith("resnest-deploy/parity/"):
+        kind = "parity" if schema.startswith("resnest-deploy/parity/") else \
+            "bench" if schema.startswith("resnest-deploy/bench/") else None
+        if kind is not None and not _complete(data, kind):
+            skipped.append(f"skipped {path.name}: not a complete {kind} report")
+        elif kind == "parity":
             parity.append({**data, "_file": path.name})
-        elif schema.startswith("resnest-deploy/bench/"):
+        elif kind == "bench":
             bench.append({**data, "_file": path.name})
-        elif "artifact" in data and "timings_s" in data:
+        elif "artifact" in data and isinstance(data.get("timings_s"), dict):
             exports.append({**data, "_file": path.name})
-    return parity, bench, exports
+    return parity, bench, exports, skipped
 
 
 def _pyplot() -> Any:
@@ -161,7 +181,8 @@ def _bench_section(bench: list[dict[str, Any]]) -> Section:
 
 def _export_section(exports: list[dict[str, Any]]) -> Section:
     rows = [[str(e["artifact"]), str(e.get("precision", "fp32")), str(e.get("opset", "")),
-             str(e.get("graph", {}).get("nodes", "")), f"{sum(e['timings_s'].values()):.1f} s"] for e in exports]
+             str((e.get("graph") or {}).get("nodes", "")),
+             f"{sum(v for v in e['timings_s'].values() if isinstance(v, (int, float))):.1f} s"] for e in exports]
     return Section("Artifacts", ["artifact", "precision", "opset", "nodes", "time to make"], rows)
 
 
@@ -171,9 +192,10 @@ def assemble(run_dir: Path, extra: list[Section] | None = None) -> Report:
     Raises:
         ConfigError: The folder holds no reports.
     """
-    parity, bench, exports = _load(run_dir)
+    parity, bench, exports, skipped = _load(run_dir)
     if not parity and not bench and not extra:
-        raise ConfigError(f"{run_dir}: no parity or bench reports (*.parity.json, *.bench.json) found")
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise ConfigError(f"{run_dir}: no parity or bench reports (*.parity.json, *.bench.json) found{why}")
     first = (parity or bench or [{}])[0]
     arch, weights = first.get("arch", run_dir.name), first.get("weights", "")
     sections = []
@@ -184,6 +206,8 @@ def assemble(run_dir: Path, extra: list[Section] | None = None) -> Report:
     if bench:
         sections.append(_bench_section(bench))
     sections += extra or []
+    if skipped:
+        sections.append(Section("Files left out", notes=skipped))
     meta = [f"weights: {weights}", f"folder: {run_dir}"] if weights else [f"folder: {run_dir}"]
     verdict = all(p["passed"] for p in parity) if parity else None
     return Report(f"resnest-deploy run: {arch}", meta, verdict, sections)

@@ -91,6 +91,9 @@ def ws(export_cache, tmp_path_factory) -> Path:
     (root / "partial-index.txt").write_text("n01440764 tench\n")
     (root / "keras-bad.json").write_text(json.dumps({"zero": ["n01440764", "tench"]}))
     (root / "blocker").write_text("a file where a folder should be")
+    (root / "cut-reports").mkdir()
+    (root / "cut-reports" / "m.parity.json").write_text(json.dumps({"schema": "resnest-deploy/parity/1",
+                                                                    "artifact": "m.onnx", "metrics": {}}))
     return root
 
 
@@ -231,6 +234,8 @@ CASES: dict[str, Case] = {
     "report-missing-folder": Case("report {out}/nope", ("not a folder",), "{out}/nope/report.html"),
     "report-no-reports": Case("report {ws}/empty --output {out}/page.html", ("no parity or bench reports",),
                               "{out}/page.html"),
+    "report-only-cut-reports": Case("report {ws}/cut-reports --output {out}/page.html",
+                                    ("not a complete parity report",), "{out}/page.html"),
     "models-no-match": Case("models resnet9*", ("no architecture matches",)),
     "show-bad-weights": Case("show resnet18 --weights {ws}/notes.pth", ("not a PyTorch",)),
     "download-no-release": Case("download resnest14d --dir {out}/w", ("no published checkpoint",), "{out}/w"),

@@ -171,6 +171,16 @@ def test_emit_script_is_valid_bash_with_relative_paths(cli, onnx_model, tmp_path
     assert run.returncode == 2 and "no NVIDIA GPU" in run.stderr
 
 
+def test_emitted_script_quotes_awkward_file_names(cli, onnx_model, tmp_path):
+    model = tmp_path / "my model [v2].onnx"
+    model.write_bytes(onnx_model.read_bytes())
+    out = tmp_path / "job dir"
+    assert cli("build", str(model), "--emit-script", str(out)).returncode == 0
+    text = (out / "build.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(out / "build.sh")]).returncode == 0
+    assert "parity 'my model [v2].engine'" in text and "--report 'my model [v2].engine.parity.json'" in text
+
+
 def test_engine_host_rules():
     record = {"tensorrt": "10.16.1.11", "gpu": FAKE_GPU.to_dict(), "hardware_compat": "none",
               "version_compatible": False}
