@@ -19,8 +19,10 @@ SCRIPT_NAME = "build.sh"
 # Where this tool's code comes from, by import name: installed, ``resnest_deploy.exporters`` and
 # ``resnest_deploy.calibration`` may live in folders beside ``resnest_deploy`` (the source layout).
 TOOL_PACKAGES = ("resnest_deploy", "resnest_deploy.exporters", "resnest_deploy.calibration")
-REQUIREMENTS = ("tensorrt", "torch", "numpy", "onnx", "onnxscript", "onnxruntime-gpu", "typer", "rich", "pillow",
-                "safetensors", "matplotlib")
+# TensorRT comes per CUDA major (build.sh picks by the driver: r580+ runs CUDA 13); the rest as pyproject.toml.
+REQUIREMENTS = ("torch", "numpy", "onnx", "onnxscript", "onnxruntime-gpu", "typer", "rich", "pillow", "safetensors",
+                "matplotlib")
+TENSORRT_FOR_CUDA = {12: "tensorrt-cu12>=10.9", 13: "tensorrt-cu13>=10.13.2"}
 
 
 def emit_script(options: BuildOptions, folder: Path) -> Path:
@@ -65,7 +67,9 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
         sha=plan.onnx_sha256, precision=plan.precision, engine=engine_name, engine_q=shlex.quote(engine_name),
         report_q=shlex.quote(engine_name + ".parity.json"), manifest_q=shlex.quote(engine_name + ".json"),
         build_args=" ".join(shlex.quote(a) for a in args),
-        requirements=" ".join(REQUIREMENTS), imports="tensorrt, torch, onnx, typer, rich, PIL, safetensors",
+        requirements=" ".join(REQUIREMENTS),
+        imports="tensorrt, torch, onnx, onnxruntime, typer, rich, PIL, safetensors",
+        trt12=TENSORRT_FOR_CUDA[12], trt13=TENSORRT_FOR_CUDA[13],
         weights_check=_WEIGHTS_CHECK.format(sha=plan.meta.weights_sha256) if checkpoint else "",
         weights_arg=' ${WEIGHTS:+--weights "$WEIGHTS"}' if checkpoint else "",
         batch=plan.shapes[1][0],
@@ -134,8 +138,10 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
   exit 2
 fi
 if ! "$PYTHON" -c "import {imports}" 2>/dev/null; then
-  echo "error: missing Python packages; install them with:" >&2
-  echo "  $PYTHON -m pip install {requirements}" >&2
+  DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1 | cut -d. -f1)
+  if [ "${{DRIVER:-0}}" -ge 580 ]; then TRT='{trt13}'; else TRT='{trt12}'; fi
+  echo "error: missing Python packages; install them with (driver r${{DRIVER:-?}}):" >&2
+  echo "  $PYTHON -m pip install '$TRT' {requirements}" >&2
   exit 2
 fi
 {weights_check}

@@ -23,7 +23,7 @@ from resnest_deploy.errors import ConfigError, EngineBuildError
 from resnest_deploy.models.config import resnest_input
 
 from .metadata import ArtifactMeta, write_manifest
-from .tensorrt_env import import_tensorrt, trt_version
+from .tensorrt_env import check_builder_gpu, import_tensorrt, trt_version
 from .tensorrt_inspect import inspect_engine
 from .tensorrt_plan import BuildOptions, BuildPlan, HardwareCompat, plan_build
 
@@ -54,7 +54,8 @@ def build_engine(options: BuildOptions, *, progress: StageFn | None = None) -> B
     plan = plan_build(options)
     ensure_writable_dir(plan.output.parent)
     stage("import tensorrt")
-    trt, gpu = import_tensorrt("building a TensorRT engine", options.device)
+    trt, gpu = import_tensorrt("building a TensorRT engine", options.device)  # device N is current from here
+    check_builder_gpu(HardwareCompat(options.hardware_compat).value, gpu)
     started = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -73,7 +74,8 @@ def build_engine(options: BuildOptions, *, progress: StageFn | None = None) -> B
     data = bytes(serialized)
     build_seconds = time.perf_counter() - started
     stage("inspect")
-    layers = inspect_engine(trt, logger, data)
+    layers = inspect_engine(trt, logger, data, plan.input_name, plan.shapes[1],
+                            version_compatible=options.version_compatible)
     write_bytes_atomic(plan.output, data)
     cache_out = _save_timing_cache(config, options.timing_cache)
     record = {

@@ -1,7 +1,11 @@
-"""The GPU and TensorRT of this host: found without touching TensorRT, which segfaults when no GPU is present.
+"""The GPU and TensorRT of this host, found without touching TensorRT (which segfaults when no GPU is present),
+and the rules that say whether an engine built elsewhere can run here.
 
-``import_tensorrt`` is the one way the package imports ``tensorrt``: it first asks PyTorch whether a CUDA device
-exists, so a machine without a GPU gets a clear error instead of a crash.
+``import_tensorrt`` is the one way the package imports ``tensorrt``. In order, it: finds the CUDA device through
+PyTorch (none: a clear error, TensorRT never loaded); makes that device current, because TensorRT's builder,
+runtime and streams all use the CUDA *current* device (``--device N`` must reach them before any TensorRT object
+exists); checks that the installed TensorRT wheel's CUDA major is one the driver can run (the plain ``tensorrt``
+package installs the CUDA 13 build, which needs driver r580+); then imports it and checks the version floor.
 """
 
 from __future__ import annotations
@@ -9,9 +13,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import metadata
 from types import ModuleType
 
-from resnest_deploy.errors import ConfigError, GpuUnavailableError
+from resnest_deploy.errors import ConfigError, EngineMismatchError, GpuUnavailableError
+
+# The oldest TensorRT whose API this package uses: HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY arrived in
+# 10.9 (and the strongly typed network with explicit quantization path is complete there).
+MIN_TENSORRT = (10, 9)
+# Lowest driver branch that runs each CUDA major (CUDA 12: r525; CUDA 13: r580).
+DRIVER_FOR_CUDA = {12: 525, 13: 580}
+EXTRA_FOR_CUDA = {12: "gpu-cu12", 13: "gpu-cu13"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,17 @@ class GpuInfo:
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+    @property
+    def sm(self) -> tuple[int, int]:
+        """The compute capability as numbers, e.g. (8, 6)."""
+        return parse_cc(self.compute_capability)
+
+
+def parse_cc(text: str) -> tuple[int, int]:
+    """``"8.6"`` -> (8, 6); anything else -> (-1, -1)."""
+    major, _, minor = str(text).partition(".")
+    return (int(major), int(minor or 0)) if major.isdigit() and (minor or "0").isdigit() else (-1, -1)
 
 
 def gpu_info(index: int = 0) -> GpuInfo | None:
@@ -54,27 +77,166 @@ def require_gpu(what: str, index: int = 0) -> GpuInfo:
     """The GPU, or :class:`GpuUnavailableError` naming ``what`` needed it."""
     info = gpu_info(index)
     if info is None:
-        raise GpuUnavailableError(f"{what} needs an NVIDIA GPU and none was found (no CUDA device visible to "
-                                  "PyTorch); use --emit-script DIR to prepare the build for a GPU host")
+        raise GpuUnavailableError(f"{what} needs an NVIDIA GPU and none was found (no CUDA device {index} visible "
+                                  "to PyTorch); use --emit-script DIR to prepare the build for a GPU host")
     return info
 
 
-def import_tensorrt(what: str, index: int = 0) -> tuple[ModuleType, GpuInfo]:
-    """Check for a GPU, then import ``tensorrt``; returns the module and the GPU.
+def use_device(index: int) -> None:
+    """Make CUDA device ``index`` current for this thread (TensorRT objects use the current device)."""
+    import torch
+
+    torch.cuda.set_device(index)
+
+
+def installed_tensorrt() -> tuple[str, int | None] | None:
+    """(version, CUDA major of the wheel) of the installed TensorRT, read from package metadata without
+    importing it; None when no TensorRT package is installed."""
+    found = None
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name.startswith("tensorrt-cu") and name.split("-")[1][2:].isdigit():
+            return dist.version, int(name.split("-")[1][2:])
+        if name in ("tensorrt", "tensorrt-bindings") and found is None:
+            found = (dist.version, None)
+    return found
+
+
+def driver_cuda_major(gpu: GpuInfo) -> int | None:
+    """The newest CUDA major the host's driver runs, from the driver's own report or its branch number."""
+    try:
+        import torch
+
+        version = int(torch._C._cuda_getDriverVersion())  # e.g. 12040: the CUDA version the driver supports
+        if version > 0:
+            return version // 1000
+    except (AttributeError, RuntimeError, ValueError):
+        pass
+    branch = gpu.driver.split(".")[0]
+    if not branch.isdigit():
+        return None
+    return max((cuda for cuda, low in DRIVER_FOR_CUDA.items() if int(branch) >= low), default=11)
+
+
+def check_wheel_fits_driver(gpu: GpuInfo) -> None:
+    """Refuse a TensorRT wheel built for a newer CUDA than the driver runs, naming the extra to install instead.
 
     Raises:
-        GpuUnavailableError: No CUDA device (TensorRT is never imported then).
-        ConfigError: TensorRT is not installed.
+        ConfigError: The wheel's CUDA major is above what the driver supports.
+    """
+    installed = installed_tensorrt()
+    driver = driver_cuda_major(gpu)
+    if installed is None or installed[1] is None or driver is None or installed[1] <= driver:
+        return
+    version, cuda = installed
+    fit = EXTRA_FOR_CUDA.get(driver)
+    hint = f"pip install 'resnest-deploy[{fit}]'" if fit else "upgrade the driver"
+    raise ConfigError(f"TensorRT {version} is the CUDA {cuda} build, which needs driver r{DRIVER_FOR_CUDA[cuda]}+; "
+                      f"this host's driver {gpu.driver} runs CUDA {driver} at most: {hint}")
+
+
+def import_tensorrt(what: str, index: int = 0) -> tuple[ModuleType, GpuInfo]:
+    """Find the GPU, make it current, check the wheel against the driver, import ``tensorrt``.
+
+    Raises:
+        GpuUnavailableError: No CUDA device ``index`` (TensorRT is never imported then).
+        ConfigError: TensorRT missing, too old, built for a CUDA the driver cannot run, or failing to load.
     """
     gpu = require_gpu(what, index)
+    use_device(index)
+    check_wheel_fits_driver(gpu)
     try:
         import tensorrt
     except ImportError as exc:
-        raise ConfigError(f"{what} needs TensorRT: pip install 'resnest-deploy[gpu]' (or tensorrt) on this host "
-                          f"({exc})") from None
+        if "tensorrt" in str(getattr(exc, "name", "") or "") and "No module" in str(exc):
+            raise ConfigError(f"{what} needs TensorRT: pip install 'resnest-deploy[gpu-cu13]' (driver r580+) or "
+                              "'resnest-deploy[gpu-cu12]' (r525+) on this host") from None
+        raise ConfigError(f"TensorRT is installed but does not load ({_first_line(exc)}); its CUDA libraries "
+                          "must match the driver: try 'resnest-deploy[gpu-cu12]' on drivers before r580") from None
+    except OSError as exc:
+        raise ConfigError(f"TensorRT is installed but does not load ({_first_line(exc)})") from None
+    version = trt_version(tensorrt)
+    if _numbers(version)[:2] < MIN_TENSORRT and _numbers(version):
+        raise ConfigError(f"TensorRT {version} is older than {'.'.join(map(str, MIN_TENSORRT))}, the oldest this "
+                          "tool supports (SAME_COMPUTE_CAPABILITY, strongly typed explicit quantization)")
     return tensorrt, gpu
 
 
 def trt_version(trt: ModuleType) -> str:
     """The installed TensorRT's version string."""
     return str(getattr(trt, "__version__", "unknown"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in str(version).split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def check_builder_gpu(hardware_compat: str, gpu: GpuInfo) -> None:
+    """Refuse a hardware-compatibility level the builder's GPU cannot produce, before any TensorRT object exists.
+
+    Raises:
+        ConfigError: ``ampere+`` on a GPU older than Ampere (compute capability below 8.0).
+    """
+    if hardware_compat == "ampere+" and gpu.sm[0] < 8:
+        raise ConfigError(f"--hardware-compat ampere+ needs an Ampere or newer GPU to build on; this host has "
+                          f"{gpu.name} (sm {gpu.compute_capability})")
+
+
+def version_rule(built: str, runtime: str, version_compatible: bool) -> str | None:
+    """Why an engine built with TensorRT ``built`` cannot run on ``runtime``, or None when it can.
+
+    NVIDIA's rules: a plain engine runs only on the TensorRT version that built it. A version-compatible engine
+    runs on the same or a later runtime of the same major (10.x and 11.x support matrices), and from TensorRT 11.1
+    on, an 11.x runtime also runs version-compatible engines built with 10.x (11.1 engine compatibility page). An
+    11.x engine never runs on a 10.x runtime.
+    """
+    b, r = _numbers(built), _numbers(runtime)
+    if built == runtime or (b and r and b == r):
+        return None
+    if not version_compatible:
+        return ("a plain engine runs only on the TensorRT version that built it; rebuild it here, or build it with "
+                "--version-compatible")
+    if not b or not r or r < b:
+        return "a version-compatible engine runs only on the same or a later TensorRT runtime"
+    if r[0] == b[0]:
+        return None
+    if (b[0], r[0]) == (10, 11) and r[:2] >= (11, 1):
+        return None
+    return (f"TensorRT {runtime} runs version-compatible engines of its own major"
+            + (" (and of 10.x from 11.1 on)" if r[0] >= 11 else "") + "; rebuild the engine here")
+
+
+def check_engine_host(record: dict, gpu: GpuInfo, version: str, name: str) -> None:
+    """Raise :class:`EngineMismatchError` when an engine built as ``record`` cannot run on this host.
+
+    Rules: TensorRT versions by :func:`version_rule`; GPUs by the engine's hardware-compatibility level: ``none``
+    and ``same-cc`` need the builder's compute capability (same SM architecture = same engine, whatever the
+    product name), ``ampere+`` compute capability 8.0 or newer.
+    """
+    built = str(record.get("tensorrt", "unknown"))
+    problem = version_rule(built, version, bool(record.get("version_compatible")))
+    if problem:
+        raise EngineMismatchError(f"{name} was built with TensorRT {built}; this host has TensorRT {version}: "
+                                  f"{problem}")
+    built_gpu = record.get("gpu") or {}
+    level = record.get("hardware_compat", "none")
+    here = f"{gpu.name} (sm {gpu.compute_capability})"
+    if level == "ampere+":
+        if gpu.sm[0] < 8:
+            raise EngineMismatchError(f"{name} is built for Ampere or newer GPUs; this host has {here}")
+        return
+    built_cc = str(built_gpu.get("compute_capability", "?"))
+    if parse_cc(built_cc) != gpu.sm:
+        hint = "rebuild the engine here (or build with --hardware-compat ampere+)"
+        raise EngineMismatchError(f"{name} was built for compute capability {built_cc} on "
+                                  f"{built_gpu.get('name', '?')}; this host has {here}: {hint}")

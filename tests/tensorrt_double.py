@@ -7,8 +7,14 @@ is strict where it matters: every module attribute, enum member and class member
 module would, so code using a name removed in 11 (``BuilderFlag.FP16``, ``IInt8EntropyCalibrator2``, ...)
 fails here. Behaviour is minimal and recorded (flags, profiles, timing-cache bytes) for tests to assert on:
 the parser reads the ONNX with ``onnx`` and rejects op types listed in ``reject_ops``; a "built engine" is a
-JSON blob describing the build. It proves the build code's API use and logic, not TensorRT's behaviour;
-``pytest -m gpu`` on a GPU host does that.
+JSON blob describing the build. Deserialized, that blob is an engine with one input (the built profile) and one
+``logits`` output whose execution contexts compute ``logits[n, k] = (k + 1) * mean(input[n])`` from buffers in
+``double.memory`` (filled by :class:`FakeDevice`, a host-memory stand-in for the CUDA device). Behaviour the
+runner relies on is modelled where the documentation states it: a version-compatible plan deserializes only with
+``engine_host_code_allowed``; the inspector reports formats only with an execution context whose input shapes are
+set ("N/A due to dynamic shapes" otherwise), in the 10.x layout (``Format/Datatype``) or 11.x layout (``Format``
+and ``DataType``). It proves the code's API use and logic, not TensorRT's behaviour; ``pytest -m gpu`` on a GPU
+host does that.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 DATA = Path(__file__).resolve().parent / "data" / "tensorrt-api"
 VERSIONS = {"10": "10.16.1.11", "11": "11.4.0.106"}
+CLASSES = 10  # width of the double engine's logits
 
 
 @dataclass
@@ -126,13 +135,17 @@ class StrictObject:
 class TensorRTDouble(types.ModuleType):
     """``tensorrt`` for one version. Attributes not in that version's ``dir(trt)`` raise AttributeError."""
 
-    def __init__(self, major: str, *, reject_ops: tuple[str, ...] = ()) -> None:
+    def __init__(self, major: str, *, reject_ops: tuple[str, ...] = (), fail_execute: bool = False) -> None:
         super().__init__("tensorrt")
+        object.__setattr__(self, "major", major)
         object.__setattr__(self, "version", VERSIONS[major])
         object.__setattr__(self, "surface", load_surface(VERSIONS[major]))
         object.__setattr__(self, "reject_ops", reject_ops)
+        object.__setattr__(self, "fail_execute", fail_execute)
         object.__setattr__(self, "calls", [])
         object.__setattr__(self, "built", [])
+        object.__setattr__(self, "contexts", [])
+        object.__setattr__(self, "memory", {})  # address -> host array (see FakeDevice)
         object.__setattr__(self, "_enums", {})
 
     def __getattr__(self, item: str):
@@ -237,18 +250,133 @@ class TensorRTDouble(types.ModuleType):
         return _Parser(self, parse_from_file, errors)
 
     def _runtime(self, logger):
-        def deserialize(data):
-            if not bytes(data).startswith(b"TRTDOUBLE"):
-                return None
-            layers = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution",
-                                  "Outputs": [{"Format/Datatype": "Channel major FP16 format"}]},
-                                 {"Name": "softmax", "LayerType": "SoftMax",
-                                  "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
-            inspector = StrictObject("EngineInspector", self,
-                                     get_engine_information=lambda fmt: json.dumps(layers))
-            return StrictObject("ICudaEngine", self, create_engine_inspector=lambda: inspector)
+        self.calls.append(("Runtime", "__init__", (), {}))
+        holder: dict = {}
 
-        return StrictObject("Runtime", self, deserialize_cuda_engine=deserialize)
+        def deserialize(data):
+            data = bytes(data)
+            if not data.startswith(b"TRTDOUBLE"):
+                return None
+            record = json.loads(data[len(b"TRTDOUBLE"):])
+            if "VERSION_COMPATIBLE" in record["flags_set"] and not holder["runtime"]._set.get(
+                    "engine_host_code_allowed"):
+                return None  # a version-compatible plan embeds the lean runtime: host code must be allowed
+            return _Engine(self, record)
+
+        holder["runtime"] = StrictObject("Runtime", self, deserialize_cuda_engine=deserialize)
+        return holder["runtime"]
+
+
+class _Engine(StrictObject):
+    """A deserialized double engine: ``input`` with the built profile, ``logits`` [N, CLASSES]."""
+
+    def __init__(self, double: TensorRTDouble, record: dict) -> None:
+        profile = [tuple(shape) for shape in record["profiles"][0]["input"]]
+        modes = {"input": double.TensorIOMode.INPUT, "logits": double.TensorIOMode.OUTPUT}
+        super().__init__(
+            "ICudaEngine", double, num_io_tensors=2, get_tensor_name=lambda i: ["input", "logits"][i],
+            get_tensor_mode=lambda name: modes[name], get_tensor_profile_shape=lambda name, index: list(profile),
+            get_tensor_dtype=lambda name: double.DataType.FLOAT,
+            create_execution_context=lambda: _Context(double, profile),
+            create_engine_inspector=lambda: _Inspector(double, profile))
+
+
+class _Context(StrictObject):
+    """An execution context: shapes and addresses as bound; ``execute_async_v3`` computes from ``memory``."""
+
+    def __init__(self, double: TensorRTDouble, profile: list[tuple[int, ...]]) -> None:
+        shapes: dict[str, tuple[int, ...]] = {}
+        addresses: dict[str, int] = {}
+
+        def set_input_shape(name, shape):
+            shapes[name] = tuple(shape)
+            return True
+
+        def set_tensor_address(name, address):
+            addresses[name] = address
+            return True
+
+        def get_tensor_shape(name):
+            return shapes[name] if name == "input" else (shapes["input"][0], CLASSES)
+
+        def execute_async_v3(stream):
+            double.calls.append(("IExecutionContext", "execute_async_v3", (id(self), stream), {}))
+            if double.fail_execute:
+                return False
+            x = double.memory[addresses["input"]]
+            assert x.shape == shapes["input"], "input buffer and bound shape disagree"
+            out = double.memory[addresses["logits"]]
+            out[...] = x.reshape(len(x), -1).mean(axis=1, keepdims=True) * np.arange(1, CLASSES + 1)
+            return True
+
+        super().__init__("IExecutionContext", double, set_input_shape=set_input_shape,
+                         set_tensor_address=set_tensor_address, get_tensor_shape=get_tensor_shape,
+                         execute_async_v3=execute_async_v3)
+        object.__setattr__(self, "shapes", shapes)
+        double.contexts.append(self)
+
+
+class _Inspector(StrictObject):
+    """Layer formats only with a context whose input shapes are all set; the layout of the double's major."""
+
+    def __init__(self, double: TensorRTDouble, profile: list[tuple[int, ...]]) -> None:
+        def get_engine_information(fmt):
+            context = self._set.get("execution_context")
+            dynamic = profile[0] != profile[2]
+            known = not dynamic or (context is not None and "input" in context.shapes)
+            outputs = [("Channel major FP16 format", "Half"), ("Row major linear FP32", "Float")]
+            layers = []
+            for name, kind, (fmt_text, dtype) in (("conv", "CaskConvolution", outputs[0]),
+                                                  ("softmax", "SoftMax", outputs[1])):
+                if not known:
+                    out = {"Format/Datatype": "N/A due to dynamic shapes"} if double.major == "10" else \
+                        {"Format": "N/A due to dynamic shapes", "DataType": "N/A due to dynamic shapes"}
+                elif double.major == "10":
+                    out = {"Format/Datatype": fmt_text}
+                else:
+                    out = {"Format": fmt_text.replace(" FP16", "").replace(" FP32", ""), "DataType": dtype}
+                layers.append({"Name": name, "LayerType": kind, "Outputs": [out]})
+            return json.dumps({"Layers": layers})
+
+        super().__init__("EngineInspector", double, get_engine_information=get_engine_information)
+
+
+class FakeDevice:
+    """A FAKE standing in for :class:`resnest_deploy.runners.cuda_device.CudaDevice` (no GPU here): buffers are
+    host arrays registered in the double's ``memory`` by address; a captured "graph" relaunches what was captured
+    through its context, so it sees that context's bindings at replay time, as a CUDA graph sees its context's
+    state."""
+
+    stream_handle = 7
+
+    def __init__(self, double: TensorRTDouble) -> None:
+        self.double = double
+        self.captures = 0
+
+    def empty(self, shape, dtype):
+        array = np.zeros(tuple(shape), dtype)
+        self.double.memory[id(array)] = array
+        return array
+
+    def address(self, tensor):
+        return id(tensor)
+
+    def copy_in(self, tensor, array):
+        tensor[...] = array
+
+    def copy_out(self, tensor):
+        return tensor.copy()
+
+    def on_stream(self, fn):
+        return fn()
+
+    def capture(self, fn):
+        self.captures += 1
+        fn()  # launches during capture are recorded, not run, by CUDA; the double runs them (harmless here)
+        return types.SimpleNamespace(replay=fn)
+
+    def synchronize(self):
+        pass
 
 
 class _ClassProxy:
@@ -285,3 +413,21 @@ class _Parser(StrictObject):
             self._check(item)
             return len(self._errors)
         return super().__getattr__(item)
+
+
+def install_double(monkeypatch, major: str, gpu, **kwargs) -> TensorRTDouble:
+    """Put a double in place of ``tensorrt`` and fake a GPU (``gpu``, a GpuInfo) for the package's host checks:
+    the device is "made current" by recording it in the double's calls, and the wheel fits the driver."""
+    import sys
+
+    from resnest_deploy.exporters import tensorrt_env
+
+    double = TensorRTDouble(major, **kwargs)
+    monkeypatch.setitem(sys.modules, "tensorrt", double)
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda index=0: type(gpu)(gpu.name, gpu.compute_capability,
+                                                                            gpu.driver, index))
+    monkeypatch.setattr(tensorrt_env, "use_device",
+                        lambda index: double.calls.append(("cuda", "set_device", (index,), {})))
+    monkeypatch.setattr(tensorrt_env, "installed_tensorrt", lambda: (double.version, 13))
+    monkeypatch.setattr(tensorrt_env, "driver_cuda_major", lambda gpu: 13)
+    return double

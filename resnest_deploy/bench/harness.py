@@ -1,8 +1,9 @@
-"""`resnest-deploy bench`: eager PyTorch, ONNX Runtime and TensorRT timed the same way, interleaved.
+"""`resnest-deploy bench`: eager PyTorch, torch.compile, ONNX Runtime and TensorRT timed the same way, interleaved.
 
-For every batch size, all contenders (the eager model and each artifact on its backend) run round by round after
-a separate warm-up; latency percentiles, throughput and the ratio to the reference contender are reported with
-an environment block and the weights' provenance (real checkpoint or random init with BatchNorm re-estimated).
+For every batch size, all contenders (see :mod:`resnest_deploy.bench.contenders` for which, on CPU-only and CUDA
+hosts) run round by round after a separate warm-up; latency percentiles, throughput and the ratio to the
+reference contender (the first eager one, named in every row) are reported with an environment block and the
+weights' provenance (real checkpoint or random init with BatchNorm re-estimated).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from ..exporters.graph_index import fixed_batch
 from ..exporters.metadata import ArtifactMeta, is_engine
 from ..models import create_model, get_config
 from ..models.synthetic import synthetic_images
-from ..runners.base import Runner
 from ..runners.factory import open_artifact_runner
-from ..runners.torch_runner import TorchRunner
+from .contenders import EagerContender, RunSync, plan_eager, runner_call
 from .options import Backend, BenchOptions
 from .timing import Contender, environment, measure_interleaved
 
@@ -64,14 +64,16 @@ def _rss_mb() -> float:
 
 @dataclass
 class _Loaded:
-    """A contender ready to time: its runner and what it can take."""
+    """A contender ready to time: how to prepare a batch, and what it can take."""
 
     label: str
     backend: str
     precision: str
-    runner: Runner
+    prepare: Callable[[np.ndarray], RunSync]
     fixed_batch: int | None
     rss_mb: float
+    timing: str = "end to end"
+    close: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -99,7 +101,8 @@ def validate_options(options: BenchOptions) -> None:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
     if Backend.trt in options.backends and not torch.cuda.is_available():
         raise ConfigError("the trt backend needs an NVIDIA GPU with TensorRT; no CUDA device found")
-    if not options.artifacts and Backend.eager not in options.backends:
+    plan_eager(tuple(str(getattr(b, "value", b)) for b in options.backends), torch.cuda.is_available())
+    if not options.artifacts and not {Backend.eager, Backend.compile} & set(options.backends):
         raise ConfigError("nothing to time: give an artifact or the eager backend")
     for path in options.artifacts:
         if Path(path).suffix.lower() == ".onnx" and Backend.ort not in options.backends:
@@ -141,7 +144,7 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
                     for row in _measure_batch(loaded, batch, size, options, progress)]
     finally:
         for c in loaded:
-            c.runner.__exit__(None, None, None)
+            c.close()
     return BenchResult(arch=arch, weights=model.weights_info.description, input_size=size, rows=rows,
                        environment=environment(threads),
                        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, notes=notes)
@@ -149,34 +152,48 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
 
 def _open_contenders(options: BenchOptions, artifacts: list[_Artifact], model: torch.nn.Module, arch: str,
                      size: int, threads: int) -> list[_Loaded]:
-    """Open a runner per artifact (and the eager model), recording the memory each one took."""
+    """Load the eager contenders and open a runner per artifact, recording the memory each one took."""
+    cuda = torch.cuda.is_available()
     loaded: list[_Loaded] = []
     try:
+        for spec in plan_eager(tuple(str(getattr(b, "value", b)) for b in options.backends), cuda):
+            before = _rss_mb()
+            contender = EagerContender.load(spec, model)
+            label = spec.label if cuda else f"{spec.label} ({threads} threads)"
+            loaded.append(_Loaded(label, "compile" if spec.compiled else "eager", spec.precision, contender.prepare,
+                                  None, _rss_mb() - before, "device-resident" if cuda else "in-process"))
         for art in artifacts:
-            if art.meta and art.meta.arch != arch:
-                raise ConfigError(f"{art.path.name} was exported from {art.meta.arch}, not {arch}")
-            if art.proto is not None:
-                check_fits(art.proto, num_classes=model.config.num_classes, size=size,
-                           what=f"{arch} ({art.path.name})")
-            before = _rss_mb()
-            runner = open_artifact_runner(art.path, provider="auto", threads=threads, cuda_graph=options.cuda_graph)
-            runner.__enter__()
-            fixed = fixed_batch(art.proto) if art.proto is not None else runner.input_specs[0].shape[0]
-            precision = art.meta.precision if art.meta else "fp32"
-            label = runner.name.replace("ExecutionProvider", "")
-            loaded.append(_Loaded(f"{label} {precision} ({art.path.name})", "trt" if art.proto is None else "ort",
-                                  precision, runner, fixed if isinstance(fixed, int) else None, _rss_mb() - before))
-        if Backend.eager in options.backends:
-            before = _rss_mb()
-            eager = TorchRunner(model, size=size)
-            eager.__enter__()
-            loaded.insert(0, _Loaded(f"eager PyTorch fp32 ({threads} threads)", "eager", "fp32", eager, None,
-                                     _rss_mb() - before))
+            loaded += _open_artifact(art, options, model, arch, size, threads)
     except BaseException:
         for c in loaded:
-            c.runner.__exit__(None, None, None)
+            c.close()
         raise
     return loaded
+
+
+def _open_artifact(art: _Artifact, options: BenchOptions, model: torch.nn.Module, arch: str, size: int,
+                   threads: int) -> list[_Loaded]:
+    """One contender for an ONNX file; two for an engine (the engine alone, and end to end)."""
+    if art.meta and art.meta.arch != arch:
+        raise ConfigError(f"{art.path.name} was exported from {art.meta.arch}, not {arch}")
+    if art.proto is not None:
+        check_fits(art.proto, num_classes=model.config.num_classes, size=size, what=f"{arch} ({art.path.name})")
+    before = _rss_mb()
+    runner = open_artifact_runner(art.path, provider="auto", threads=threads, cuda_graph=options.cuda_graph)
+    runner.__enter__()
+    close = lambda: runner.__exit__(None, None, None)  # noqa: E731
+    rss = _rss_mb() - before
+    fixed = fixed_batch(art.proto) if art.proto is not None else runner.input_specs[0].shape[0]
+    fixed = fixed if isinstance(fixed, int) else None
+    precision = art.meta.precision if art.meta else "fp32"
+    label = f"{runner.name.replace('ExecutionProvider', '')} {precision} ({art.path.name})"
+    if art.proto is not None:
+        return [_Loaded(label, "ort", precision, lambda x: runner_call(runner, x, engine_only=False), fixed, rss,
+                        close=close)]
+    return [_Loaded(f"{label} engine only", "trt", precision, lambda x: runner_call(runner, x, engine_only=True),
+                    fixed, rss, "engine only (device-resident)", close),
+            _Loaded(f"{label} end to end", "trt", precision, lambda x: runner_call(runner, x, engine_only=False),
+                    fixed, 0.0)]
 
 
 def _batch_notes(loaded: list[_Loaded], batches: tuple[int, ...]) -> list[str]:
@@ -200,10 +217,13 @@ def _batch_notes(loaded: list[_Loaded], batches: tuple[int, ...]) -> list[str]:
 
 def _measure_batch(loaded: list[_Loaded], batch: int, size: int, options: BenchOptions,
                    progress: ProgressFn | None) -> list[dict[str, Any]]:
-    """Time every contender that takes ``batch``, interleaved; one row each."""
+    """Time every contender that takes ``batch``, interleaved; one row each, with its ratio to the reference."""
     x = synthetic_images(batch, size, torch.Generator().manual_seed(options.seed + batch)).numpy()
     present = [c for c in loaded if c.fixed_batch in (None, batch)]
-    contenders = [Contender(c.label, _runner_call(c.runner, x), batch) for c in present]
+    contenders = []
+    for c in present:
+        run, sync = c.prepare(x)
+        contenders.append(Contender(c.label, run, batch, sync))
 
     def report(phase: str, done: int, total: int) -> None:
         interrupts.check()
@@ -211,14 +231,10 @@ def _measure_batch(loaded: list[_Loaded], batch: int, size: int, options: BenchO
             progress(f"batch {batch}: {phase}", done, total)
 
     stats = measure_interleaved(contenders, warmup=options.warmup, iters=options.iters, progress=report)
-    reference = next((s.p50 for s, c in zip(stats, present) if c.backend == "eager"), None)
-    return [{**s.to_dict(), "backend": c.backend, "precision": c.precision, "load_rss_mb": c.rss_mb,
-             "ratio_vs_eager": s.p50 / reference if reference else None} for s, c in zip(stats, present)]
-
-
-def _runner_call(runner: Runner, x: np.ndarray) -> Callable[[], Any]:
-    feed = {runner.input_specs[0].name: x}
-    return lambda: runner.infer(feed)
+    reference = next(((s.p50, c.label) for s, c in zip(stats, present) if c.backend == "eager"), (None, None))
+    return [{**s.to_dict(), "backend": c.backend, "precision": c.precision, "timing": c.timing,
+             "load_rss_mb": c.rss_mb, "reference": reference[1],
+             "ratio_vs_eager": s.p50 / reference[0] if reference[0] else None} for s, c in zip(stats, present)]
 
 
 def report_paths(path: Path | None, options: BenchOptions) -> tuple[Path, Path]:
@@ -240,6 +256,11 @@ def report_paths(path: Path | None, options: BenchOptions) -> tuple[Path, Path]:
     return report_pair(path, default, (".json", ".md"))
 
 
+def reference_name(result: BenchResult) -> str:
+    """The contender ratios are taken against (the first eager contender), for column headers."""
+    return next((r["reference"] for r in result.rows if r.get("reference")), "eager").split(" (")[0]
+
+
 def render_markdown(result: BenchResult) -> str:
     """Latency table with ratios, environment and provenance."""
     env = result.environment
@@ -249,12 +270,14 @@ def render_markdown(result: BenchResult) -> str:
              f"torch {env.get('torch')}, onnxruntime {env.get('onnxruntime', '-')}, "
              f"tensorrt {env.get('tensorrt', '-')}",
              f"- peak RSS {result.peak_rss_mb:.0f} MB", "",
-             "| batch | contender | p50 ms | p90 ms | p99 ms | mean ms | std ms | images/s | vs eager |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| batch | contender | timing | p50 ms | p90 ms | p99 ms | mean ms | std ms | images/s | "
+             f"vs {reference_name(result)} |",
+             "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result.rows:
         ratio = f"{r['ratio_vs_eager']:.2f}x" if r["ratio_vs_eager"] else ""
-        lines.append(f"| {r['batch']} | {r['name']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r['mean_ms']:.1f} | {r['std_ms']:.1f} | {r['throughput_ips']:.1f} | {ratio} |")
+        lines.append(f"| {r['batch']} | {r['name']} | {r.get('timing', '')} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['std_ms']:.2f} | {r['throughput_ips']:.1f} | "
+                     f"{ratio} |")
     lines += [f"- {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
 

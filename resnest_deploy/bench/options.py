@@ -8,9 +8,11 @@ from pathlib import Path
 
 
 class Backend(str, Enum):
-    """What ``bench`` times: the eager model, ONNX files on ONNX Runtime, engines on TensorRT."""
+    """What ``bench`` times: the eager model (on the GPU where there is one), torch.compile (CUDA only), ONNX
+    files on ONNX Runtime, engines on TensorRT."""
 
     eager = "eager"
+    compile = "compile"
     ort = "ort"
     trt = "trt"
 

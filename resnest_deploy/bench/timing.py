@@ -132,8 +132,15 @@ def environment(threads: int | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
                             "python": platform.python_version(),
                             "platform": platform.platform()}
+    modules = __import__("sys").modules
     for name in ("torch", "onnxruntime", "onnx", "tensorrt"):
-        module = __import__("sys").modules.get(name)
+        module = modules.get(name)
         if module is not None:
             info[name] = getattr(module, "__version__", "unknown")
+    torch = modules.get("torch")
+    if torch is not None and torch.cuda.is_available():  # only when torch is loaded anyway: never load CUDA here
+        index = torch.cuda.current_device()
+        capability = ".".join(map(str, torch.cuda.get_device_capability(index)))
+        info["gpu"] = f"{torch.cuda.get_device_name(index)} (sm {capability})"
+        info["cuda"] = torch.version.cuda
     return info

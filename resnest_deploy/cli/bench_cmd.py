@@ -19,8 +19,10 @@ def bench(
     arch: Annotated[str | None, typer.Option(help="Architecture [default: from the artifacts' metadata].")] = _D.arch,
     weights: Annotated[Path | None, typer.Option(help="Checkpoint for the eager model.")] = _D.weights,
     backends: Annotated[str, typer.Option(
-        metavar="eager,ort,trt", parser=comma_list(Backend, "backend"),
-        help="Comma-separated backends to time: eager, ort, trt.")] = ",".join(b.value for b in _D.backends),
+        metavar="eager,compile,ort,trt", parser=comma_list(Backend, "backend"),
+        help="Comma-separated backends to time: eager (on the GPU where there is one: FP32, FP16, FP16 "
+             "channels-last), compile (torch.compile reduce-overhead, CUDA only), ort, trt.")]
+    = ",".join(b.value for b in _D.backends),
     batch: Annotated[str, typer.Option(
         metavar="N,N,...", parser=comma_list(positive_int, "batch size"),
         help="Batch sizes to time, comma-separated (each one a separate table row per contender).")]
@@ -36,7 +38,7 @@ def bench(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic inputs.")] = _D.seed,
 ) -> None:
     """Time eager PyTorch and each artifact, interleaved round by round; p50/p90/p99, throughput, ratio to eager."""
-    from ..bench.harness import report_paths, run_bench, write_reports
+    from ..bench.harness import reference_name, report_paths, run_bench, write_reports
     from .progress import phase_progress
 
     options = BenchOptions(artifacts=tuple(artifacts), arch=arch, weights=weights, backends=tuple(backends),
@@ -49,11 +51,12 @@ def bench(
     env = result.environment
     typer.echo(f"{result.arch} @ {result.input_size}px, weights: {result.weights}; {env['cpu']}, "
                f"{env['threads']} threads")
-    print_table("latency (interleaved, ms)", ("contender", "batch", "p50", "p90", "p99", "img/s", "vs eager"), [
-        (r["name"], str(r["batch"]), f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}",
-         f"{r['throughput_ips']:.1f}", f"{r['ratio_vs_eager']:.2f}x" if r["ratio_vs_eager"] else "")
-        for r in result.rows
-    ])
+    print_table("latency (interleaved, ms)",
+                ("contender", "timing", "batch", "p50", "p90", "p99", "img/s", f"vs {reference_name(result)}"), [
+                    (r["name"], r["timing"], str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+                     f"{r['p99_ms']:.2f}", f"{r['throughput_ips']:.1f}",
+                     f"{r['ratio_vs_eager']:.2f}x" if r["ratio_vs_eager"] else "")
+                    for r in result.rows])
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"reports {json_path} and {md_path}")

@@ -167,16 +167,19 @@ def _parity_section(parity: list[dict[str, Any]]) -> Section:
 
 def _bench_section(bench: list[dict[str, Any]]) -> Section:
     rows = []
+    references = set()
     for run in bench:
         for r in run["rows"]:
             ratio = f"{r['ratio_vs_eager']:.2f}x" if r.get("ratio_vs_eager") else ""
-            rows.append([str(r["batch"]), r["name"], f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['p99_ms']:.1f}",
-                         f"{r['throughput_ips']:.1f}", ratio])
+            references.add(str(r.get("reference") or "eager").split(" (")[0])
+            rows.append([str(r["batch"]), r["name"], str(r.get("timing", "")), f"{r['p50_ms']:.2f}",
+                         f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['throughput_ips']:.1f}", ratio])
     env = ", ".join(f"{k}: {v}" for k, v in bench[0]["environment"].items())
     notes = [n for run in bench for n in run.get("notes", [])] + [f"Environment: {env}"]
     return Section("Latency (interleaved rounds)",
-                   ["batch", "contender", "p50 ms", "p90 ms", "p99 ms", "images/s", "vs eager"], rows,
-                   latency_plot(bench), "latency per image vs batch", notes)
+                   ["batch", "contender", "timing", "p50 ms", "p90 ms", "p99 ms", "images/s",
+                    f"vs {' / '.join(sorted(references))}"], rows, latency_plot(bench), "latency per image vs batch",
+                   notes)
 
 
 def _export_section(exports: list[dict[str, Any]]) -> Section:

@@ -41,8 +41,24 @@ def test_bench_writes_every_field(export_cache, cli, tmp_path):
 def test_bench_bad_input(export_cache, cli):
     artifact = str(export_cache("resnet18", SMALL).path)
     assert_one_line_error(cli("bench", artifact, "--backends", "eager,tvm"), "--backends",
-                          "'tvm' is not one of eager, ort, trt")
+                          "'tvm' is not one of eager, compile, ort, trt")
     assert_one_line_error(cli("bench", artifact, "--arch", "resnest50"), "exported from resnet18")
     assert_one_line_error(cli("bench", artifact, "--batch", "0"), "--batch")
     assert_one_line_error(cli("bench", artifact, "--batch", "one"), "--batch")
     assert_one_line_error(cli("bench", artifact, "--backends", "trt"), "no CUDA device")
+
+
+def test_contenders_follow_the_host():
+    """CPU-only hosts compare with eager FP32 on the CPU; CUDA hosts with eager on the GPU (FP32 exact, FP16,
+    FP16 channels-last) and, on request, torch.compile reduce-overhead; the first eager contender is the
+    ratios' reference."""
+    from resnest_deploy.bench.contenders import plan_eager
+    from resnest_deploy.errors import ConfigError
+
+    assert [s.label for s in plan_eager(("eager", "ort"), cuda=False)] == ["eager[cpu,fp32]"]
+    gpu = plan_eager(("eager", "compile", "trt"), cuda=True)
+    assert [(s.device, s.precision, s.channels_last, s.compiled) for s in gpu] == [
+        ("cuda", "fp32", False, False), ("cuda", "fp16", False, False), ("cuda", "fp16", True, False),
+        ("cuda", "fp16", True, True)]
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        plan_eager(("eager", "compile"), cuda=False)

@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 
 import onnx
 import pytest
 from onnx import helper
 
-from resnest_deploy.exporters import tensorrt_env
 from resnest_deploy.exporters.build_script import emit_script
 from resnest_deploy.exporters.tensorrt_builder import build_engine
 from resnest_deploy.exporters.tensorrt_plan import BuildOptions, parse_batch
@@ -25,9 +23,10 @@ from resnest_deploy.exporters.metadata import ArtifactMeta
 from resnest_deploy.exporters.tensorrt_env import GpuInfo
 from resnest_deploy.models import get_config
 from resnest_deploy.errors import ArtifactError, ConfigError, EngineBuildError, EngineMismatchError
-from resnest_deploy.runners.trt_runner import TrtRunner, check_engine_host
+from resnest_deploy.exporters.tensorrt_env import check_engine_host
+from resnest_deploy.runners.trt_runner import TrtRunner
 from tests.conftest import assert_one_line_error
-from tests.tensorrt_double import TensorRTDouble
+from tests.tensorrt_double import TensorRTDouble, install_double
 
 SMALL = 64
 FAKE_GPU = GpuInfo("Test GPU (faked for the double)", "8.6", "555.42")
@@ -40,10 +39,7 @@ def onnx_model(export_cache):
 
 
 def _use_double(monkeypatch, major, **kwargs):
-    double = TensorRTDouble(major, **kwargs)
-    monkeypatch.setitem(sys.modules, "tensorrt", double)
-    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda index=0: FAKE_GPU)  # a GPU, faked
-    return double
+    return install_double(monkeypatch, major, FAKE_GPU, **kwargs)  # the double, and a GPU, faked
 
 
 @pytest.mark.parametrize("major", ["10", "11"])
@@ -186,7 +182,7 @@ def test_engine_host_rules():
               "version_compatible": False}
     check_engine_host(record, FAKE_GPU, "10.16.1.11", "m.engine")
     other = GpuInfo("NVIDIA L4", "8.9", "555.42")
-    with pytest.raises(EngineMismatchError, match="built on Test GPU.*this host has NVIDIA L4"):
+    with pytest.raises(EngineMismatchError, match="compute capability 8.6 on Test GPU.*this host has NVIDIA L4"):
         check_engine_host(record, other, "10.16.1.11", "m.engine")
     with pytest.raises(EngineMismatchError, match="TensorRT 10.16.1.11; this host has TensorRT 11.4.0.106"):
         check_engine_host(record, FAKE_GPU, "11.4.0.106", "m.engine")

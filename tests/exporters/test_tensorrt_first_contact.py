@@ -1,0 +1,207 @@
+"""What would fail the first time the TensorRT path meets a GPU host, fixed at the root and checked here against
+the strict TensorRT test double (a FAKE generated from the real 10.16 and 11.4 API lists; a GPU is faked by
+patching ``tensorrt_env.gpu_info``, and device memory by ``FakeDevice``). Real engines: ``pytest -m gpu``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnest_deploy.errors import ArtifactError, ConfigError, EngineMismatchError
+from resnest_deploy.exporters import tensorrt_env
+from resnest_deploy.exporters.build_script import emit_script
+from resnest_deploy.exporters.metadata import read_manifest
+from resnest_deploy.exporters.tensorrt_builder import build_engine
+from resnest_deploy.exporters.tensorrt_env import GpuInfo, check_engine_host, version_rule
+from resnest_deploy.exporters.tensorrt_plan import BuildOptions
+from resnest_deploy.parity.tolerances import judgement_of
+from resnest_deploy.runners.trt_runner import TrtRunner
+from tests.tensorrt_double import CLASSES, FakeDevice, install_double
+
+SMALL = 64
+ROOT = Path(__file__).resolve().parents[2]
+AMPERE = GpuInfo("NVIDIA RTX A6000 (faked)", "8.6", "555.42")
+pytestmark = pytest.mark.xdist_group("resnet18")
+
+
+@pytest.fixture
+def onnx_model(export_cache):
+    return export_cache("resnet18", SMALL).path
+
+
+def _use_double(monkeypatch, major, gpu=AMPERE, **kwargs):
+    return install_double(monkeypatch, major, gpu, **kwargs)
+
+
+# 1. TF32 ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_fp32_engines_are_built_without_tf32_and_judged_by_what_they_compute(monkeypatch, tmp_path, onnx_model,
+                                                                             major):
+    trt = _use_double(monkeypatch, major)
+    plain = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "plain.engine"))
+    assert trt.built[-1]["flags_cleared"] == ["TF32"] and "TF32" not in trt.built[-1]["flags_set"]
+    manifest = read_manifest(plain.path)
+    assert manifest["engine"]["tf32"] is False
+    assert judgement_of(_meta(manifest), manifest["engine"]).preset == "fp32"
+    tf32 = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "tf32.engine", tf32=True))
+    manifest = read_manifest(tf32.path)
+    assert "TF32" in trt.built[-1]["flags_set"] and manifest["engine"]["tf32"] is True
+    assert judgement_of(_meta(manifest), manifest["engine"]).preset == "tf32"
+
+
+def _meta(manifest):
+    from resnest_deploy.exporters.metadata import meta_from_manifest
+
+    return meta_from_manifest(manifest)
+
+
+# 2. provenance chooses the judgement -------------------------------------------------------------------------
+
+def test_random_init_int8_is_judged_by_cosine_and_kl_everywhere(export_cache, tmp_path):
+    from resnest_deploy.calibration.quantize import QuantizeOptions, quantize_onnx
+
+    int8 = quantize_onnx(QuantizeOptions(model=export_cache("resnet18", SMALL).path, precision="int8",
+                                         calib_data="synthetic", calib_size=4, output=tmp_path / "m.int8.onnx"))
+    judgement = judgement_of(int8.meta)
+    assert judgement.preset == "int8-random-init" and judgement.tolerances.top1_agreement is None
+    checkpoint = int8.meta.with_changes(weights_sha256="ab" * 32, seed=None)
+    assert judgement_of(checkpoint).preset == "int8" and judgement_of(checkpoint).tolerances.top1_agreement == 0.97
+    # No caller writes a limit by hand: not the emitted script, not the main job.
+    script = emit_script(BuildOptions(model=int8.path), tmp_path / "job").read_text()
+    assert "--tol" not in script and "parity" in script
+    assert "--tol" not in (ROOT / "Makefile").read_text()
+
+
+# 3. the engine's layer summary --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_layer_summary_of_a_dynamic_version_compatible_engine(monkeypatch, tmp_path, onnx_model, major):
+    _use_double(monkeypatch, major)
+    result = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", version_compatible=True,
+                                       output=tmp_path / "m.engine"))
+    layers = result.record["layers"]
+    assert layers["count"] == 2 and layers["by_output_precision"] == {"FP16": 1, "FP32": 1}, layers
+
+
+# 4. --device N -------------------------------------------------------------------------------------------------
+
+def test_device_n_is_current_before_any_tensorrt_object(monkeypatch, tmp_path, onnx_model):
+    trt = _use_double(monkeypatch, "11")
+    result = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine", device=1))
+    kinds = [(c[0], c[1]) for c in trt.calls]
+    assert kinds.index(("cuda", "set_device")) < kinds.index(("Builder", "__init__"))
+    assert ("cuda", "set_device", (1,), {}) in trt.calls
+    assert result.record["gpu"]["index"] == 1
+    runner = TrtRunner(result.path, device=1, backend=FakeDevice(trt))
+    trt.calls.clear()
+    runner.activate()
+    kinds = [(c[0], c[1]) for c in trt.calls]
+    assert kinds.index(("cuda", "set_device")) < kinds.index(("Runtime", "__init__"))
+
+
+# 5. CUDA graphs: one context per captured shape ------------------------------------------------------------------
+
+def _expected(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1).mean(axis=1, keepdims=True) * np.arange(1, CLASSES + 1)
+
+
+def test_cuda_graphs_of_several_shapes_each_replay_their_own_inputs(monkeypatch, tmp_path, onnx_model):
+    trt = _use_double(monkeypatch, "11")
+    engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", output=tmp_path / "m.engine")).path
+    rng = np.random.default_rng(0)
+    feeds = [rng.normal(size=(n, 3, SMALL, SMALL)).astype(np.float32) for n in (2, 3, 2, 3, 2)]  # A B A B A
+    device = FakeDevice(trt)
+    built_contexts = len(trt.contexts)  # the build's inspector made one
+    with TrtRunner(engine, cuda_graph=True, backend=device) as graphs, \
+            TrtRunner(engine, backend=FakeDevice(trt)) as plain:
+        for x in feeds:
+            got = graphs.infer({"input": x})["logits"]
+            np.testing.assert_allclose(got, plain.infer({"input": x})["logits"], rtol=1e-6)
+            np.testing.assert_allclose(got, _expected(x), rtol=1e-5)
+    assert device.captures == 2  # one capture per shape, replayed afterwards
+    # The graph runner's plain context and one per captured shape, and the plain runner's one shared context.
+    assert len(trt.contexts) - built_contexts == 1 + 2 + 1
+
+
+def test_a_failed_launch_during_capture_is_an_error(monkeypatch, tmp_path, onnx_model):
+    trt = _use_double(monkeypatch, "11")
+    engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", output=tmp_path / "m.engine")).path
+    trt.fail_execute = True
+    with TrtRunner(engine, cuda_graph=True, backend=FakeDevice(trt)) as runner, \
+            pytest.raises(ArtifactError, match="execute_async_v3 returned False"):
+        runner.infer({"input": np.zeros((2, 3, SMALL, SMALL), np.float32)})
+
+
+def test_engine_only_timing_call_launches_without_copies(monkeypatch, tmp_path, onnx_model):
+    trt = _use_double(monkeypatch, "11")
+    engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", output=tmp_path / "m.engine")).path
+    with TrtRunner(engine, backend=FakeDevice(trt)) as runner:
+        run, sync = runner.engine_call({"input": np.ones((4, 3, SMALL, SMALL), np.float32)})
+        before = sum(1 for c in trt.calls if c[1] == "execute_async_v3")
+        run()
+        sync()
+        assert sum(1 for c in trt.calls if c[1] == "execute_async_v3") == before + 1
+
+
+# 6. engine/host rules -------------------------------------------------------------------------------------------
+
+def test_same_compute_capability_is_the_same_engine_whatever_the_product_name():
+    record = {"tensorrt": "10.16.1.11", "gpu": AMPERE.to_dict(), "hardware_compat": "none"}
+    check_engine_host(record, GpuInfo("NVIDIA GeForce RTX 3090", "8.6", "560.1"), "10.16.1.11", "m.engine")
+    with pytest.raises(EngineMismatchError, match="compute capability 8.6"):
+        check_engine_host(record, GpuInfo("NVIDIA A100", "8.0", "560.1"), "10.16.1.11", "m.engine")
+
+
+def test_ampere_plus_is_refused_on_a_pre_ampere_builder(monkeypatch, tmp_path, onnx_model):
+    trt = _use_double(monkeypatch, "10", gpu=GpuInfo("Tesla T4 (faked)", "7.5", "535.1"))
+    with pytest.raises(ConfigError, match="ampere\\+ needs an Ampere or newer GPU.*sm 7.5"):
+        build_engine(BuildOptions(model=onnx_model, hardware_compat="ampere+", output=tmp_path / "m.engine"))
+    assert ("Builder", "__init__", (), {}) not in trt.calls and not (tmp_path / "m.engine").exists()
+
+
+def test_version_compatibility_follows_the_documented_rule():
+    assert version_rule("10.16.1.11", "10.16.1.11", False) is None
+    assert "plain engine runs only" in version_rule("10.15.1", "10.16.1.11", False)
+    assert version_rule("10.9.0", "10.16.1.11", True) is None  # later runtime, same major
+    assert version_rule("10.16.1.11", "11.4.0.106", True) is None  # 10 -> 11 from 11.1 on
+    assert "of 10.x from 11.1 on" in version_rule("10.16.1.11", "11.0.0", True)
+    assert "same or a later" in version_rule("11.4.0.106", "10.16.1.11", True)
+    assert "same or a later" in version_rule("10.16.1.11", "10.9.0", True)
+
+
+# 7. wheels per CUDA major --------------------------------------------------------------------------------------
+
+def test_a_cuda13_tensorrt_on_an_r535_driver_is_one_line_naming_the_extra(monkeypatch, tmp_path, onnx_model):
+    _use_double(monkeypatch, "11", gpu=GpuInfo("NVIDIA L4 (faked)", "8.9", "535.104"))
+    monkeypatch.setattr(tensorrt_env, "installed_tensorrt", lambda: ("11.4.0.106", 13))
+    monkeypatch.setattr(tensorrt_env, "driver_cuda_major", lambda gpu: 12)
+    with pytest.raises(ConfigError, match=r"CUDA 13 build, which needs driver r580\+.*535.104.*gpu-cu12"):
+        build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine"))
+
+
+def test_extras_per_cuda_major_pin_the_oldest_tensorrt_the_code_uses():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "tensorrt-cu12>=10.9" in extras["gpu-cu12"] and "tensorrt-cu13>=10.13.2" in extras["gpu-cu13"]
+    assert any(r.startswith("onnxruntime-gpu") for r in extras["gpu-cu12"] + extras["gpu-cu13"])
+    assert tensorrt_env.MIN_TENSORRT == (10, 9)
+
+
+def test_driver_branch_maps_to_the_cuda_it_runs(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch._C, "_cuda_getDriverVersion", lambda: 0, raising=False)
+    assert tensorrt_env.driver_cuda_major(GpuInfo("x", "8.6", "535.104.05")) == 12
+    assert tensorrt_env.driver_cuda_major(GpuInfo("x", "8.6", "580.65")) == 13
+    assert tensorrt_env.driver_cuda_major(GpuInfo("x", "8.6", "unknown")) is None
+
+
+def test_manifest_json_is_valid(monkeypatch, tmp_path, onnx_model):
+    _use_double(monkeypatch, "10")
+    result = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine"))
+    assert json.loads(result.manifest.read_text())["engine"]["precision"] == "fp32"
