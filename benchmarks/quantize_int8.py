@@ -89,7 +89,7 @@ def main() -> None:
         cells = [f"{t.get(k, 0.0):.1f}" for k in ("load", "calibration data", "calibrate", "convert", "verify",
                                                   "write")]
         lines.append(f"| {name} | {wall:.1f} | " + " | ".join(cells)
-                     + f" | {agreement['top1_agreement']:.2f} | {agreement['mean_cosine']:.4f} |")
+                     + f" | {agreement['top1_agreement']:.2f} | {agreement['cosine_mean']:.4f} |")
     lines += ["", "*On the calibration images, against the FP32 graph. Random-init logits are near-ties, so the "
                   "agreement of a random-init INT8 model says little; accuracy is measured on the trained test model "
                   "(docs/quantization.md)."]
