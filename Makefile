@@ -22,24 +22,15 @@ $(BIN)/.installed: pyproject.toml Makefile
 install: $(BIN)/.installed
 
 RUN := runs/$(ARCH)
-# Main job on the CPU, in one run folder: export resnest50 (graph contract + ONNX Runtime verification), inspect,
-# FP16 and INT8 (Q/DQ) versions, parity of each against eager, latency (eager vs ONNX Runtime, interleaved) and
-# the report page runs/<arch>/report.html. The model is random-init (BatchNorm re-estimated), so INT8 calibrates
-# on synthetic images and, its logits being near ties, parity judges it by cosine and KL, not top-1: the judgement
-# follows from the artifact's provenance (docs/parity.md).
-# TensorRT engines need a GPU: `resnest-deploy build ... --emit-script DIR` prepares them for a GPU host.
+# Main job on the CPU, one command, in one run folder (runs/<arch>): export resnest50 (graph contract checked,
+# verified against eager on ONNX Runtime), its FP16 and INT8 (Q/DQ) versions, parity of each against eager,
+# latency (eager vs ONNX Runtime, interleaved), a build bundle for the GPU host that will run it
+# (runs/<arch>/targets/gpu-host/build.sh), a Triton model repository (runs/<arch>/model_repository) and the report
+# page runs/<arch>/report.html. The model is random-init (BatchNorm re-estimated), so INT8 calibrates on synthetic
+# images and, its logits being near ties, parity judges it by cosine and KL, not top-1: the judgement follows from
+# the artifact's provenance (docs/parity.md). Run it again: only what changed is redone.
 run: install
-	$(BIN)/resnest-deploy export --arch $(ARCH) --output $(RUN)/$(ARCH).onnx
-	$(BIN)/resnest-deploy inspect $(RUN)/$(ARCH).onnx
-	$(BIN)/resnest-deploy quantize $(RUN)/$(ARCH).onnx --precision fp16
-	$(BIN)/resnest-deploy quantize $(RUN)/$(ARCH).onnx --precision int8 --calib-data synthetic --calib-size 64
-	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).onnx --samples 32 --report $(RUN)/$(ARCH).parity.json
-	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).fp16.onnx --samples 32 --report $(RUN)/$(ARCH).fp16.parity.json
-	$(BIN)/resnest-deploy parity $(RUN)/$(ARCH).int8.onnx --samples 32 --report $(RUN)/$(ARCH).int8.parity.json
-	$(BIN)/resnest-deploy bench $(RUN)/$(ARCH).onnx $(RUN)/$(ARCH).fp16.onnx $(RUN)/$(ARCH).int8.onnx --batch 1,8 \
-		--iters 10 --report $(RUN)/$(ARCH).bench.json
-	$(BIN)/resnest-deploy build $(RUN)/$(ARCH).int8.onnx --emit-script $(RUN)/gpu-build
-	$(BIN)/resnest-deploy report $(RUN)
+	$(BIN)/resnest-deploy deploy --arch $(ARCH) --calib-data synthetic --calib-size 64 --out $(RUN)
 
 # Two workers with one compute thread each (2 cores; the suite is dominated by single-threaded export tracing);
 # tests of one exported arch share a worker and its export.

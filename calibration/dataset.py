@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import UnidentifiedImageError
 
 from resnest_deploy.atomic import atomic_path
 from resnest_deploy.errors import ConfigError
 from resnest_deploy.hashing import record_sha256
 from resnest_deploy.models import InputConfig
 
-from .images import ImageSet, find_images, iter_batches, read_list_file
+from .images import ImageSet, find_images, iter_batches, open_rgb, read_list_file
 
 SYNTHETIC = "synthetic"
 DEFAULT_CALIB_SIZE = 512
@@ -78,6 +79,29 @@ def check_source(source: str | os.PathLike[str]) -> None:
         raise ConfigError(f"{path}: no such calibration folder or list file")
     if not (path.is_dir() or path.is_file()):
         raise ConfigError(f"{path}: not a folder or a list file")
+
+
+def check_usable(source: str | os.PathLike[str], count: int, seed: int) -> None:
+    """Check, before any slow work, that the images ``count`` and ``seed`` would choose include a readable one.
+
+    Decodes chosen files in order until one works (a folder of good images costs one decode).
+
+    Raises:
+        ConfigError: Missing or empty source, or none of the chosen files decodes.
+    """
+    check_source(source)
+    if str(source) == SYNTHETIC:
+        return
+    images, _ = sample_images(open_source(source), count, seed)
+    reasons = []
+    for path in images.files:
+        try:
+            open_rgb(path)
+            return
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            reasons.append((path, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
+    example = f", e.g. {reasons[0][0].name}: {reasons[0][1]}" if reasons else ""
+    raise ConfigError(f"{source}: no readable images among {len(images.files)} files{example}")
 
 
 def open_source(source: str | os.PathLike[str]) -> ImageSet:

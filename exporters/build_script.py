@@ -62,14 +62,11 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
     if cache_name:
         args += ["--timing-cache", cache_name]
     checkpoint = plan.meta is not None and plan.meta.weights_sha256
-    text = _SCRIPT.format(
+    text = script_preamble() + _SCRIPT.format(
         version=__version__, date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), model=model_name,
         sha=plan.onnx_sha256, precision=plan.precision, engine=engine_name, engine_q=shlex.quote(engine_name),
         report_q=shlex.quote(engine_name + ".parity.json"), manifest_q=shlex.quote(engine_name + ".json"),
         build_args=" ".join(shlex.quote(a) for a in args),
-        requirements=" ".join(REQUIREMENTS),
-        imports="tensorrt, torch, onnx, onnxruntime, typer, rich, PIL, safetensors",
-        trt12=TENSORRT_FOR_CUDA[12], trt13=TENSORRT_FOR_CUDA[13],
         weights_check=_WEIGHTS_CHECK.format(sha=plan.meta.weights_sha256) if checkpoint else "",
         weights_arg=' ${WEIGHTS:+--weights "$WEIGHTS"}' if checkpoint else "",
         batch=plan.shapes[1][0],
@@ -120,18 +117,13 @@ if [ -z "${{WEIGHTS:-}}" ]; then
 fi
 """
 
-_SCRIPT = """#!/usr/bin/env bash
-# Build and verify the TensorRT engine for {model} ({precision}) on a GPU host.
-# Written by resnest-deploy {version} on {date}; ONNX sha256 {sha}.
-# Everything is referenced relative to this folder, so the folder can be copied anywhere.
-#   bash build.sh                      build {engine}, then check it against the eager model
-#   PYTHON=/opt/venv/bin/python bash build.sh      choose the interpreter
-#   DATA=/path/to/images bash build.sh             check on real images instead of synthetic inputs
+# The part every emitted script shares: run from its own folder, the tool's code first on the path, a GPU and the
+# Python packages present (naming the TensorRT wheel the driver runs).
+SCRIPT_PREAMBLE = """#!/usr/bin/env bash
 set -euo pipefail
 cd "$(dirname "${{BASH_SOURCE[0]}}")"
 PYTHON="${{PYTHON:-python3}}"
 export PYTHONPATH="$PWD/tool${{PYTHONPATH:+:$PYTHONPATH}}"
-SKIP_PARITY=0
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   echo "error: no NVIDIA GPU or driver on this host (nvidia-smi failed)" >&2
@@ -144,6 +136,24 @@ if ! "$PYTHON" -c "import {imports}" 2>/dev/null; then
   echo "  $PYTHON -m pip install '$TRT' {requirements}" >&2
   exit 2
 fi
+"""
+PREAMBLE_VALUES = {"imports": "tensorrt, torch, onnx, onnxruntime, typer, rich, PIL, safetensors",
+                   "trt12": TENSORRT_FOR_CUDA[12], "trt13": TENSORRT_FOR_CUDA[13],
+                   "requirements": " ".join(REQUIREMENTS)}
+
+
+def script_preamble() -> str:
+    """The shared opening of every emitted script (see ``SCRIPT_PREAMBLE``)."""
+    return SCRIPT_PREAMBLE.format(**PREAMBLE_VALUES)
+
+
+_SCRIPT = """# Build and verify the TensorRT engine for {model} ({precision}) on a GPU host.
+# Written by resnest-deploy {version} on {date}; ONNX sha256 {sha}.
+# Everything is referenced relative to this folder, so the folder can be copied anywhere.
+#   bash build.sh                      build {engine}, then check it against the eager model
+#   PYTHON=/opt/venv/bin/python bash build.sh      choose the interpreter
+#   DATA=/path/to/images bash build.sh             check on real images instead of synthetic inputs
+SKIP_PARITY=0
 {weights_check}
 "$PYTHON" -m resnest_deploy {build_args}
 

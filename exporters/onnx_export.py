@@ -36,11 +36,9 @@ from .graph import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, TWO_GB, In
 from .graph_index import set_dynamic_hw
 from .metadata import ArtifactMeta, meta_for_model, write_manifest, write_metadata
 from .opset import convert_opset
-from .options import ExportOptions
+from .options import MAX_IMG_SIZE, MIN_IMG_SIZE, ExportOptions
 from .verify import Comparison, compare_with_eager
 
-MIN_IMG_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the classifier
-MAX_IMG_SIZE = 2048  # activations grow with the square of the side; beyond this an export runs out of memory
 MAX_DYNAMIC_BATCH = 4096
 EXPORT_STAGES = ("build model", "torch.onnx.export", "finalize graph", "write + check contract",
                  "verify with ONNX Runtime")

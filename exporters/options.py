@@ -7,6 +7,9 @@ from pathlib import Path
 
 from .graph import DEFAULT_OPSET
 
+MIN_IMG_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the classifier
+MAX_IMG_SIZE = 2048  # activations grow with the square of the side; beyond this an export runs out of memory
+
 
 @dataclass(frozen=True)
 class ExportOptions:

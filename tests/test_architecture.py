@@ -12,13 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # resnest_deploy/ in the tree and install as resnest_deploy.exporters and resnest_deploy.calibration).
 PACKAGES = {"resnest_deploy": "resnest_deploy", "exporters": "resnest_deploy.exporters",
             "calibration": "resnest_deploy.calibration"}
-# Lower layers never import higher ones: cli -> reports/bench/parity -> runners -> exporters/calibration -> models
-# (with the small shared modules beside models: errors, atomic, hashing, metrics, checks, ...).
+# Lower layers never import higher ones: cli -> deploy -> reports/bench/parity -> runners -> exporters/calibration ->
+# models (with the small shared modules beside models: errors, atomic, hashing, metrics, checks, ...).
 LAYERS = {
     "resnest_deploy": 0, "resnest_deploy.models": 0,
     "resnest_deploy.exporters": 1, "resnest_deploy.calibration": 1, "resnest_deploy.runners": 2,
     "resnest_deploy.parity": 3, "resnest_deploy.bench": 3, "resnest_deploy.reports": 3,
-    "resnest_deploy.cli": 4, "resnest_deploy.__main__": 4,
+    "resnest_deploy.deploy": 4, "resnest_deploy.cli": 5, "resnest_deploy.__main__": 5,
 }
 STDLIB = set(sys.stdlib_module_names)
 

@@ -9,7 +9,7 @@ import typer
 
 from .. import __version__, interrupts
 from ..errors import ResnestDeployError
-from . import bench_cmd, build_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd
+from . import bench_cmd, build_cmd, deploy_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd
 
 EXIT_FAILED_CHECK = 1
 EXIT_BAD_INPUT = 2
@@ -45,6 +45,7 @@ quantize_cmd.register(app)
 build_cmd.register(app)
 parity_cmd.register(app)
 bench_cmd.register(app)
+deploy_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

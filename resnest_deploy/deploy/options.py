@@ -1,0 +1,53 @@
+"""What ``deploy`` does: its options, importable without torch (the CLI reads its defaults from here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """One command from an architecture to engines for each target GPU and a Triton model repository.
+
+    Attributes:
+        arch: Registered architecture.
+        weights: Checkpoint [default: random init with BatchNorm re-estimated].
+        precisions: Artifacts to make, verify and build engines for (fp32 is always exported).
+        calib_data: INT8 calibration images: folder, list file or ``synthetic``.
+        calib_size: Calibration images sampled.
+        data: Folder of images for parity (and Triton labels from its class folders) [default: synthetic inputs].
+        targets: ``targets.toml`` [default: this host's GPU, else one bundle for the GPU host that runs it].
+        batch: Engine profile ``MIN:OPT:MAX`` (targets may set their own).
+        out: Run folder [default: ``runs/<arch>``].
+        force: Rerun every step.
+        dry_run: Print the plan (each step, whether it would run and why) and do nothing.
+        samples: Parity inputs per artifact.
+        bench_batches: Batch sizes timed.
+        iters: Timed rounds per batch size.
+        seed: Seed of random init, calibration sampling and synthetic inputs.
+        img_size: Square input size [default: the arch's native size].
+    """
+
+    arch: str
+    weights: Path | None = None
+    precisions: tuple[str, ...] = PRECISIONS
+    calib_data: str | None = None
+    calib_size: int = 512
+    data: Path | None = None
+    targets: Path | None = None
+    batch: str = "1:8:32"
+    out: Path | None = None
+    force: bool = False
+    dry_run: bool = False
+    samples: int = 32
+    bench_batches: tuple[int, ...] = (1, 8)
+    iters: int = 10
+    seed: int = 0
+    img_size: int | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.arch

@@ -1,0 +1,150 @@
+"""What each deploy step consumed and produced, so a rerun redoes only what changed.
+
+A step's record holds content hashes of its input files, a hash of its options and of the tool and library
+versions that shape its output, and the hashes of the files it wrote. A step is up to date when its record
+matches and every output still exists with its recorded hash; a changed input, option or version, or an output
+edited or deleted on disk, reruns the step, and a rerun step that writes different bytes makes its dependents
+rerun in turn. Hashes are cached by (size, mtime): a file whose size and modification time are unchanged is not
+read again. The records live in ``<run>/deploy-state.json``, written atomically after every finished step, so an
+interrupted run keeps every step it finished; files inside the run folder are recorded by their path relative to
+it, so a run folder can be moved or copied and stay up to date. (A task runner with content-hash dependencies, such as doit or
+pydoit, was considered; the whole mechanism here is one small module with no new dependency.)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..atomic import write_text_atomic
+from ..hashing import file_sha256, record_sha256
+
+STATE_FILE = "deploy-state.json"
+_LIBRARIES = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "tensorrt")
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Versions of this tool and of the libraries whose version shapes an artifact (read without importing)."""
+    versions = {"resnest-deploy": __version__}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@dataclass
+class Decision:
+    """Whether a step must run, and why (for ``--dry-run`` and the final table)."""
+
+    run: bool
+    reason: str
+
+
+@dataclass
+class RunState:
+    """The records of every finished step of one run folder."""
+
+    path: Path
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _hashes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunState:
+        """The state of ``run_dir`` (empty when there is none, or when it cannot be read: every step reruns)."""
+        path = Path(run_dir) / STATE_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            steps = data["steps"] if isinstance(data, dict) and isinstance(data.get("steps"), dict) else {}
+        except (OSError, UnicodeDecodeError, ValueError, KeyError):
+            steps = {}
+        hashes = {}
+        for record in steps.values():
+            for name, entry in {**record.get("inputs", {}), **record.get("outputs", {})}.items():
+                if isinstance(entry, dict):
+                    hashes[name] = entry
+        return cls(path, steps, hashes)
+
+    def key(self, path: Path) -> str:
+        """How a file is named in the records: relative to the run folder when inside it, else absolute."""
+        resolved = Path(path).resolve()
+        try:
+            return str(resolved.relative_to(self.path.parent.resolve()))
+        except ValueError:
+            return str(resolved)
+
+    def fingerprint(self, path: Path) -> dict[str, Any] | None:
+        """``{sha256, size, mtime_ns}`` of a file (None when missing); re-read only when size or mtime changed."""
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        if not path.is_file():
+            return None
+        cached = self._hashes.get(self.key(path))
+        if cached and cached.get("size") == info.st_size and cached.get("mtime_ns") == info.st_mtime_ns:
+            return cached
+        entry = {"sha256": file_sha256(path), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        self._hashes[self.key(path)] = entry
+        return entry
+
+    def decide(self, name: str, inputs: list[Path], options: dict[str, Any], outputs: list[Path],
+               force: bool = False) -> Decision:
+        """Whether step ``name`` must run with these inputs, options and outputs."""
+        if force:
+            return Decision(True, "forced (--force)")
+        record = self.steps.get(name)
+        if record is None:
+            return Decision(True, "never ran here")
+        for path in inputs:
+            now = self.fingerprint(path)
+            before = record.get("inputs", {}).get(self.key(path))
+            if now is None:
+                return Decision(True, f"input {path.name} is missing")
+            if not before or before.get("sha256") != now["sha256"]:
+                return Decision(True, f"input {path.name} changed")
+        if set(record.get("inputs", {})) != {self.key(p) for p in inputs}:
+            return Decision(True, "its inputs are not the same files")
+        if record.get("options") != record_sha256(options):
+            return Decision(True, "options changed")
+        if record.get("versions") != library_versions():
+            return Decision(True, "tool or library versions changed")
+        for path in outputs:
+            now = self.fingerprint(path)
+            before = record.get("outputs", {}).get(self.key(path))
+            if now is None:
+                return Decision(True, f"output {path.name} is missing")
+            if not before or before.get("sha256") != now["sha256"]:
+                return Decision(True, f"output {path.name} was changed on disk")
+        return Decision(False, "up to date")
+
+    def record(self, name: str, inputs: list[Path], options: dict[str, Any], outputs: list[Path], *, status: str,
+               seconds: float, note: str = "") -> None:
+        """Store a finished step and write the state file atomically."""
+        self.steps[name] = {
+            "inputs": {self.key(p): self.fingerprint(p) for p in inputs},
+            "options": record_sha256(options), "versions": library_versions(),
+            "outputs": {self.key(p): self.fingerprint(p) for p in outputs if p.exists()},
+            "status": status, "seconds": round(seconds, 2), "note": note,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self.save()
+
+    def forget(self, name: str) -> None:
+        """Drop a step's record (it failed with an error: it must run again)."""
+        if self.steps.pop(name, None) is not None:
+            self.save()
+
+    def save(self) -> None:
+        os.makedirs(self.path.parent, exist_ok=True)
+        write_text_atomic(self.path, json.dumps({"schema": "resnest-deploy/deploy-state/1", "steps": self.steps},
+                                                indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,156 @@
+"""A Triton Inference Server model repository for a deployment (layout and config facts: docs/deploy.md).
+
+- ``<arch>_onnx``: platform ``onnxruntime_onnx`` with ``1/model.onnx``, so the repository serves on a CPU-only
+  host as it is;
+- ``<arch>_trt_<precision>``: platform ``tensorrt_plan``, whose ``cc_model_filenames`` map each target's compute
+  capability to its plan file (``1/model.sm86.plan``), so one repository serves every target GPU.
+
+Input and output names, data types and dims come from the ONNX graph; ``max_batch_size`` is the batch profile's
+max (the smallest over the targets of a plan model, which no engine may be asked to exceed) and dynamic
+batching prefers the profile's opt. ``config.pbtxt`` is protobuf text format of Triton's ``ModelConfig``
+(written here by hand; the tests parse it with Triton's own ``model_config.proto`` from ``tritonclient``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from ..atomic import atomic_path, write_text_atomic
+from ..exporters.graph import tensor_info
+from .targets import Target
+
+_TRITON_TYPES = {"float": "TYPE_FP32", "float16": "TYPE_FP16", "double": "TYPE_FP64", "int64": "TYPE_INT64",
+                 "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """One input or output as Triton sees it (dims without the batch axis; -1 where dynamic)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+
+@dataclass
+class ModelEntry:
+    """One model folder of the repository."""
+
+    name: str
+    platform: str
+    max_batch_size: int
+    preferred_batch: int
+    inputs: list[TensorConfig]
+    outputs: list[TensorConfig]
+    gpu: bool
+    files: dict[str, str] = field(default_factory=dict)  # compute capability -> plan file (tensorrt_plan)
+    label_file: str | None = None
+    default_file: str | None = None  # the plan for GPUs no key names (a target with no pinned capability)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "platform": self.platform, "max_batch_size": self.max_batch_size,
+                "preferred_batch": self.preferred_batch, "files": dict(self.files), "default_file": self.default_file,
+                "labels": self.label_file}
+
+
+def io_configs(model: onnx.ModelProto) -> tuple[list[TensorConfig], list[TensorConfig]]:
+    """Triton inputs and outputs of a graph: its names, element types and dims after the batch axis."""
+    initializers = {i.name for i in model.graph.initializer}
+
+    def convert(values) -> list[TensorConfig]:
+        out = []
+        for value in values:
+            info = tensor_info(value)
+            dims = tuple(d if isinstance(d, int) else -1 for d in info.shape[1:])
+            out.append(TensorConfig(info.name, _TRITON_TYPES.get(info.dtype, "TYPE_FP32"), dims))
+        return out
+
+    return convert(v for v in model.graph.input if v.name not in initializers), convert(model.graph.output)
+
+
+def render_config(entry: ModelEntry) -> str:
+    """``config.pbtxt`` text for one model."""
+
+    def tensor(t: TensorConfig, label: str | None = None) -> str:
+        dims = ", ".join(str(d) for d in t.dims)
+        extra = f'\n    label_filename: "{label}"' if label else ""
+        return f'  {{\n    name: "{t.name}"\n    data_type: {t.data_type}\n    dims: [ {dims} ]{extra}\n  }}'
+
+    lines = [f'name: "{entry.name}"', f'platform: "{entry.platform}"', f"max_batch_size: {entry.max_batch_size}",
+             "input [", ",\n".join(tensor(t) for t in entry.inputs), "]",
+             "output [", ",\n".join(tensor(t, entry.label_file if i == 0 else None)
+                                    for i, t in enumerate(entry.outputs)), "]",
+             "dynamic_batching {", f"  preferred_batch_size: [ {entry.preferred_batch} ]",
+             "  max_queue_delay_microseconds: 100", "}",
+             "instance_group [", f"  {{ kind: {'KIND_GPU' if entry.gpu else 'KIND_CPU'} count: 1 }}", "]"]
+    if entry.default_file:
+        lines.append(f'default_model_filename: "{entry.default_file}"')
+    if entry.files:
+        lines.append("cc_model_filenames [")
+        lines.append(",\n".join(f'  {{ key: "{cc}" value: "{name}" }}' for cc, name in sorted(entry.files.items())))
+        lines.append("]")
+    first = entry.inputs[0]
+    if entry.gpu and all(d > 0 for d in first.dims):  # TensorRT's first run is slow: warm up at load time
+        dims = ", ".join(str(d) for d in first.dims)
+        lines += ["model_warmup [", "  {", '    name: "zeros"', "    batch_size: 1", "    inputs {",
+                  f'      key: "{first.name}"', "      value {", f"        data_type: {first.data_type}",
+                  f"        dims: [ {dims} ]", "        zero_data: true", "      }", "    }", "  }", "]"]
+    return "\n".join(lines) + "\n"
+
+
+def onnx_model_name(arch: str) -> str:
+    return f"{arch}_onnx"
+
+
+def plan_model_name(arch: str, precision: str) -> str:
+    return f"{arch}_trt_{precision}"
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Put ``source``'s bytes at ``target`` atomically: a hard link when the folder allows it, else a copy."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def write_repository(root: Path, arch: str, onnx_path: Path, targets: list[Target], *,
+                     labels: list[str] | None = None) -> list[ModelEntry]:
+    """Write (or refresh) the repository: the ONNX model with its file, and one plan model per precision whose
+    plan files the targets' builds put in place (``1/model.sm<XY>.plan``).
+
+    Returns:
+        The model entries written.
+    """
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inputs, outputs = io_configs(model)
+    label_file = "labels.txt" if labels else None
+    entries = []
+    cpu_max = max(t.profile[2] for t in targets) if targets else 32
+    cpu_opt = min(t.profile[1] for t in targets) if targets else 8
+    entries.append(ModelEntry(onnx_model_name(arch), "onnxruntime_onnx", cpu_max, cpu_opt, inputs, outputs, False,
+                              label_file=label_file))
+    precisions = sorted({p for t in targets for p in t.precisions}, key=("fp32", "fp16", "int8").index)
+    for precision in precisions:
+        users = [t for t in targets if precision in t.precisions]
+        anywhere = next((t for t in users if not t.compute_capability), None)
+        entries.append(ModelEntry(
+            plan_model_name(arch, precision), "tensorrt_plan", min(t.profile[2] for t in users),
+            min(t.profile[1] for t in users), inputs, outputs, True,
+            {t.compute_capability: t.plan_name() for t in users if t.compute_capability}, label_file,
+            anywhere.plan_name() if anywhere else None))
+    for entry in entries:
+        folder = root / entry.name
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / "config.pbtxt", render_config(entry))
+        if labels:
+            write_text_atomic(folder / "labels.txt", "\n".join(labels) + "\n")
+    link_or_copy(onnx_path, root / entries[0].name / "1" / "model.onnx")
+    return entries

@@ -1,0 +1,246 @@
+"""`resnest-deploy deploy` on a small arch at a small size: the whole run, its Triton repository (parsed with
+Triton's own model_config.proto), its bundles, and reruns after nothing, an option, a file on disk or an
+interrupt changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from resnest_deploy.exporters.graph import tensor_info
+from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli, write_test_images
+
+ARCH, SIZE = "resnest14d", 64
+TARGETS = """
+[targets.l4]
+compute_capability = "8.9"
+tensorrt_major = 10
+precisions = ["fp16", "int8"]
+batch = "1:16:64"
+
+[targets.a100]
+compute_capability = "8.0"
+tensorrt_major = 11
+precisions = ["fp32", "fp16"]
+batch = "1:8:32"
+hardware_compat = "ampere+"
+"""
+pytestmark = pytest.mark.xdist_group("deploy")
+
+
+def _deploy(out: Path, *extra: str, cwd: Path | None = None):
+    return run_cli("deploy", "--arch", ARCH, "--img-size", str(SIZE), "--calib-data", "synthetic", "--calib-size",
+                   "8", "--samples", "4", "--bench-batch", "1", "--iters", "1", "--out", str(out), *extra,
+                   cwd=cwd or out.parent)
+
+
+def _statuses(result) -> dict[str, str]:
+    """Step -> status from the final table (rich draws it with box characters)."""
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if len(cells) >= 2 and cells[1] in ("ran", "up to date", "failed", "would run"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    (root / "targets.toml").write_text(TARGETS)
+    out = root / "run"
+    result = _deploy(out, "--targets", str(root / "targets.toml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root, out, result
+
+
+def _copy_run(first_run, tmp_path) -> Path:
+    root, out, _ = first_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy, symlinks=True)
+    shutil.copy(root / "targets.toml", tmp_path / "targets.toml")
+    return copy
+
+
+def test_first_run_makes_every_artifact_report_bundle_and_the_repository(first_run):
+    _, out, result = first_run
+    assert set(_statuses(result).values()) == {"ran"}
+    steps = list(_statuses(result))
+    assert steps == ["export", "quantize fp16", "quantize int8", "parity fp32", "parity fp16", "parity int8",
+                     "latency cpu", "bundle l4", "bundle a100", "triton repository", "report"]
+    for name in ("onnx/resnest14d.onnx", "onnx/resnest14d.fp16.onnx", "onnx/resnest14d.int8.onnx",
+                 "reports/resnest14d.int8.parity.json", "reports/resnest14d.cpu.bench.json", "report.html",
+                 "targets/l4/build.sh", "targets/a100/build.sh", "model_repository/resnest14d_onnx/1/model.onnx"):
+        assert (out / name).is_file(), name
+    assert {p.name for p in (out / "targets" / "l4" / "onnx").iterdir()} == {"resnest14d.fp16.onnx",
+                                                                          "resnest14d.int8.onnx"}
+    page = (out / "report.md").read_text()
+    assert "## Target l4 (compute capability 8.9, TensorRT 10.x)" in page and "## Triton model repository" in page
+    assert "## Target a100 (compute capability 8.0, TensorRT 11.x)" in page and "bundle targets/a100/" in page
+    assert "| int8 | 1:16:64 | none | 4 GiB | resnest14d_trt_int8/1/model.sm89.plan | to build |" in page
+    assert "model.sm89.plan (to build)" in page
+    assert not list(out.rglob("*.tmp"))
+
+
+def _config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def test_triton_configs_parse_and_match_the_onnx_and_the_targets(first_run):
+    _, out, _ = first_run
+    repo = out / "model_repository"
+    graph = onnx.load(str(out / "onnx" / "resnest14d.onnx"), load_external_data=False)
+    inp, outp = tensor_info(graph.graph.input[0]), tensor_info(graph.graph.output[0])
+    configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt")}
+    assert set(configs) == {"resnest14d_onnx", "resnest14d_trt_fp32", "resnest14d_trt_fp16", "resnest14d_trt_int8"}
+    for name, config in configs.items():
+        assert config.name == name
+        assert [i.name for i in config.input] == [inp.name] and [o.name for o in config.output] == [outp.name]
+        assert list(config.input[0].dims) == [3, SIZE, SIZE] and list(config.output[0].dims) == [outp.shape[1]]
+        assert config.input[0].data_type == model_config_pb2.TYPE_FP32
+        assert config.output[0].data_type == model_config_pb2.TYPE_FP32
+    onnx_model = configs["resnest14d_onnx"]
+    assert onnx_model.platform == "onnxruntime_onnx" and onnx_model.max_batch_size == 64
+    assert onnx_model.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    # One plan model per precision; each maps every target that builds it, by compute capability.
+    fp16 = configs["resnest14d_trt_fp16"]
+    assert fp16.platform == "tensorrt_plan" and dict(fp16.cc_model_filenames) == {
+        "8.9": "model.sm89.plan", "8.0": "model.sm80.plan"}
+    assert fp16.max_batch_size == 32 and list(fp16.dynamic_batching.preferred_batch_size) == [8]
+    assert dict(configs["resnest14d_trt_int8"].cc_model_filenames) == {"8.9": "model.sm89.plan"}
+    assert configs["resnest14d_trt_int8"].max_batch_size == 64
+    assert dict(configs["resnest14d_trt_fp32"].cc_model_filenames) == {"8.0": "model.sm80.plan"}
+    # The bundle of each target writes exactly the files its plan models name.
+    for target, precisions in (("l4", ("fp16", "int8")), ("a100", ("fp32", "fp16"))):
+        script = (out / "targets" / target / "build.sh").read_text()
+        assert subprocess.run(["bash", "-n", str(out / "targets" / target / "build.sh")]).returncode == 0
+        for precision in precisions:
+            plan = configs[f"resnest14d_trt_{precision}"].cc_model_filenames[{"l4": "8.9", "a100": "8.0"}[target]]
+            assert f'"$REPO"/resnest14d_trt_{precision}/1/{plan}' in script
+
+
+def test_a_rerun_with_nothing_changed_does_nothing(first_run, tmp_path):
+    out = _copy_run(first_run, tmp_path)
+    result = _deploy(out, "--targets", str(tmp_path / "targets.toml"))
+    assert result.returncode == 0, result.stderr
+    assert set(_statuses(result).values()) == {"up to date"}
+    dry = _deploy(out, "--targets", str(tmp_path / "targets.toml"), "--calib-size", "9", "--dry-run")
+    assert dry.returncode == 0
+    plan = _statuses(dry)
+    assert {k for k, v in plan.items() if v == "would run"} == {
+        "quantize int8", "parity int8", "latency cpu", "bundle l4", "report"}
+    assert "would run" in dry.stdout and "options changed" in dry.stdout
+
+
+def test_changing_the_calibration_size_reruns_only_int8_and_what_uses_it(first_run, tmp_path):
+    out = _copy_run(first_run, tmp_path)
+    result = _deploy(out, "--targets", str(tmp_path / "targets.toml"), "--calib-size", "9")
+    assert result.returncode == 0, result.stderr
+    ran = {k for k, v in _statuses(result).items() if v == "ran"}
+    assert ran == {"quantize int8", "parity int8", "latency cpu", "bundle l4", "report"}
+
+
+def test_an_artifact_edited_on_disk_is_detected_and_rebuilt(first_run, tmp_path):
+    out = _copy_run(first_run, tmp_path)
+    fp16 = out / "onnx" / "resnest14d.fp16.onnx"
+    fp16.write_bytes(fp16.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
+    report = out / "reports" / "resnest14d.fp32.parity.md"
+    report.unlink()
+    result = _deploy(out, "--targets", str(tmp_path / "targets.toml"))
+    assert result.returncode == 0, result.stderr
+    statuses = _statuses(result)
+    assert statuses["quantize fp16"] == "ran" and statuses["parity fp32"] == "ran"
+    assert statuses["export"] == "up to date" and statuses["quantize int8"] == "up to date"
+    assert onnx.load(str(fp16)).graph.node and report.is_file()
+
+
+def test_sigint_mid_run_keeps_finished_steps_and_leaves_no_partial_file(first_run, tmp_path):
+    out = _copy_run(first_run, tmp_path)
+    (out / "onnx" / "resnest14d.int8.onnx").unlink()  # quantize int8 reruns (and writes the same bytes)
+    (out / "reports" / "resnest14d.int8.parity.json").unlink()  # parity int8 reruns: interrupted there
+    trace = tmp_path / "trace.txt"
+    env = {**os.environ, "PYTHONPATH": f"{TRIPWIRE}:{ROOT}", "RESNEST_DEPLOY_TRACE": str(trace)}
+    args = [sys.executable, "-m", "resnest_deploy", "deploy", "--arch", ARCH, "--img-size", str(SIZE),
+            "--calib-data", "synthetic", "--calib-size", "8", "--samples", "4", "--bench-batch", "1", "--iters", "1",
+            "--out", str(out), "--targets", str(tmp_path / "targets.toml")]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and "parity int8" not in (trace.read_text() if trace.exists() else ""):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and lines[0].startswith("interrupted during parity int8"), stderr
+    assert not list(out.rglob("*.tmp"))
+    state = json.loads((out / "deploy-state.json").read_text())["steps"]
+    assert "quantize int8" in state and "parity int8" not in state
+    again = _deploy(out, "--targets", str(tmp_path / "targets.toml"))
+    assert again.returncode == 0, again.stderr
+    statuses = _statuses(again)
+    assert statuses["quantize int8"] == "up to date" and statuses["export"] == "up to date"
+    assert statuses["parity int8"] == "ran"
+
+
+def test_bad_input_is_one_line_and_leaves_no_state_that_breaks_the_next_run(first_run, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[targets.x]\ncompute_capability = "7.9"\n')
+    out = tmp_path / "run"
+    assert_one_line_error(_deploy(out, "--targets", str(bad), cwd=tmp_path), "bad.toml", "'x'",
+                          "compute_capability", "7.9")
+    assert_one_line_error(_deploy(out, "--precisions", "fp32,fp8", cwd=tmp_path), "--precisions", "fp8")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "a.jpg").write_bytes(b"\xff\xd8 cut")
+    (corrupt / "b.png").write_text("no")
+    result = run_cli("deploy", "--arch", ARCH, "--calib-data", str(corrupt), "--out", str(out), cwd=tmp_path)
+    assert_one_line_error(result, "no readable images")
+    assert not out.exists()  # nothing started, so nothing to clean up
+    images = write_test_images(tmp_path / "images", classes=2, per_class=2, corrupt=True)
+    ok = run_cli("deploy", "--arch", ARCH, "--img-size", str(SIZE), "--precisions", "fp32,fp16", "--data",
+                 str(images), "--samples", "2", "--bench-batch", "1", "--iters", "1", "--out", str(out), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert {"parity fp32", "parity fp16", "bundle gpu-host"} <= set(_statuses(ok))
+
+
+def test_dry_run_does_nothing(tmp_path):
+    out = tmp_path / "run"
+    result = _deploy(out, "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(_statuses(result).values()) == {"would run"} and not out.exists()
+
+
+def test_bundle_checks_the_host_against_its_target_before_building(first_run, tmp_path):
+    """build.sh on a host of the wrong compute capability or TensorRT major: one line, exit 2, nothing built.
+
+    The GPU host is faked: a stand-in ``nvidia-smi`` and a stand-in Python that answers the script's two questions
+    (compute capability, TensorRT version) and accepts its package check; no GPU or TensorRT is involved."""
+    _, out, _ = first_run
+    bundle = out / "targets" / "l4"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: Fake (UUID: GPU-0)'\necho 550.54\n")
+    python = fake / "python"
+    python.write_text('#!/bin/sh\ncase "$2" in *capability*) echo "$CC";; *tensorrt.__version__*) echo "$TRT";; '
+                      "esac\nexit 0\n")
+    for path in (fake / "nvidia-smi", python):
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "PYTHON": str(python)}
+    for cc, trt, fragment in (("8.6", "10.16.1", "compute capability 8.9"), ("8.9", "11.4.0", "TensorRT 10.x")):
+        run = subprocess.run(["bash", str(bundle / "build.sh")], capture_output=True, text=True,
+                             env={**env, "CC": cc, "TRT": trt})
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert run.returncode == 2 and len(lines) == 1 and fragment in lines[0], run.stderr
+    assert not list((out / "model_repository").rglob("*.plan"))
