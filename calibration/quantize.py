@@ -25,7 +25,7 @@ from resnest_deploy.atomic import atomic_path, ensure_writable_dir
 from resnest_deploy.paths import output_file
 from resnest_deploy.batching import run_batched
 from resnest_deploy.checks import Check, failures
-from resnest_deploy.errors import ConfigError, VerificationError
+from resnest_deploy.errors import ConfigError, VerificationError, check_minimums
 from resnest_deploy.exporters.graph import inspect_onnx, load_onnx, tensor_info
 from resnest_deploy.exporters.graph_index import default_opset, fixed_batch, name_nodes
 from resnest_deploy.exporters.metadata import ArtifactMeta, library_versions, read_metadata, write_manifest, \
@@ -201,10 +201,8 @@ def validate_options(options: QuantizeOptions) -> None:
     if int8 and not options.calib_data:
         raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images "
                           f"('{SYNTHETIC}' only checks the pipeline)")
-    for name, value, low in (("--calib-size", options.calib_size, 1), ("--seed", options.seed, 0),
-                             ("--verify-samples", options.verify_samples, 1)):
-        if isinstance(value, bool) or value < low:
-            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    check_minimums(("--calib-size", options.calib_size, 1), ("--seed", options.seed, 0),
+                   ("--verify-samples", options.verify_samples, 1))
     if options.img_size is not None and options.img_size < MIN_IMG_SIZE:
         raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {options.img_size}")
     if not int8 and (options.sensitivity or options.quantize_attention):

@@ -77,3 +77,14 @@ class EngineBuildError(ResnestDeployError):
     def __init__(self, message: str, *, details: list[str] | None = None) -> None:
         super().__init__(message)
         self.details = list(details or [])
+
+
+def check_minimums(*limits: tuple[str, int | None, int]) -> None:
+    """Check ``(option, value, minimum)`` triples; a value of None was not given and passes.
+
+    Raises:
+        ConfigError: The first value below its minimum (or not an integer count).
+    """
+    for name, value, low in limits:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"{name} must be >= {low}, got {value}")

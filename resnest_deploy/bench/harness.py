@@ -21,7 +21,7 @@ import torch
 from .. import interrupts
 from ..atomic import write_text_atomic
 from ..paths import report_pair
-from ..errors import ConfigError
+from ..errors import ConfigError, check_minimums
 from ..exporters.graph import check_fits, load_artifact
 from ..exporters.graph_index import fixed_batch
 from ..exporters.metadata import ArtifactMeta, is_engine
@@ -95,10 +95,8 @@ def validate_options(options: BenchOptions) -> None:
         raise ConfigError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(names)}")
     if not options.batches or any(isinstance(b, bool) or b < 1 for b in options.batches):
         raise ConfigError(f"--batch sizes must be >= 1, got {list(options.batches)}")
-    for name, value, low in (("--iters", options.iters, 1), ("--warmup", options.warmup, 0),
-                             ("--threads", options.threads, 1), ("--seed", options.seed, 0)):
-        if value is not None and value < low:
-            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    check_minimums(("--iters", options.iters, 1), ("--warmup", options.warmup, 0), ("--threads", options.threads, 1),
+                   ("--seed", options.seed, 0))
     if Backend.trt in options.backends and not torch.cuda.is_available():
         raise ConfigError("the trt backend needs an NVIDIA GPU with TensorRT; no CUDA device found")
     plan_eager(tuple(str(getattr(b, "value", b)) for b in options.backends), torch.cuda.is_available())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import interrupts
-from ..errors import ConfigError
+from ..errors import ConfigError, check_minimums
 from ..hashing import record_sha256
 from ..paths import existing_file
 from .options import PRECISIONS, DeployOptions
@@ -54,12 +54,11 @@ class StepResult:
     output: str
     reason: str
 
-    def to_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
-
 
 @dataclass
 class DeployResult:
+    """Every step's row, and the targets the run served."""
+
     run_dir: Path
     steps: list[StepResult]
     dry_run: bool
@@ -112,10 +111,8 @@ def validate(options: DeployOptions) -> None:
     if options.calib_data and "int8" in options.precisions:
         check_usable(options.calib_data, options.calib_size, options.seed)
     parse_batch(options.batch)
-    for name, value, low in (("--calib-size", options.calib_size, 1), ("--samples", options.samples, 1),
-                             ("--iters", options.iters, 1), ("--seed", options.seed, 0)):
-        if value < low:
-            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    check_minimums(("--calib-size", options.calib_size, 1), ("--samples", options.samples, 1),
+                   ("--iters", options.iters, 1), ("--seed", options.seed, 0))
     if not options.bench_batches or min(options.bench_batches) < 1:
         raise ConfigError("--bench-batch takes batch sizes >= 1")
     if options.weights is not None:

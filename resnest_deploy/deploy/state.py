@@ -7,8 +7,8 @@ edited or deleted on disk, reruns the step, and a rerun step that writes differe
 rerun in turn. Hashes are cached by (size, mtime): a file whose size and modification time are unchanged is not
 read again. The records live in ``<run>/deploy-state.json``, written atomically after every finished step, so an
 interrupted run keeps every step it finished; files inside the run folder are recorded by their path relative to
-it, so a run folder can be moved or copied and stay up to date. (A task runner with content-hash dependencies, such as doit or
-pydoit, was considered; the whole mechanism here is one small module with no new dependency.)
+it, so a run folder can be moved or copied and stay up to date. (A task runner with content-hash dependencies,
+such as doit, was considered; the mechanism here is one small module with no new dependency.)
 """
 
 from __future__ import annotations
@@ -105,27 +105,30 @@ class RunState:
         record = self.steps.get(name)
         if record is None:
             return Decision(True, "never ran here")
-        for path in inputs:
-            now = self.fingerprint(path)
-            before = record.get("inputs", {}).get(self.key(path))
-            if now is None:
-                return Decision(True, f"input {path.name} is missing")
-            if not before or before.get("sha256") != now["sha256"]:
-                return Decision(True, f"input {path.name} changed")
+        changed = self._changed(record.get("inputs", {}), inputs, "input", "changed")
+        if changed:
+            return changed
         if set(record.get("inputs", {})) != {self.key(p) for p in inputs}:
             return Decision(True, "its inputs are not the same files")
         if record.get("options") != record_sha256(options):
             return Decision(True, "options changed")
         if record.get("versions") != library_versions():
             return Decision(True, "tool or library versions changed")
-        for path in outputs:
-            now = self.fingerprint(path)
-            before = record.get("outputs", {}).get(self.key(path))
-            if now is None:
-                return Decision(True, f"output {path.name} is missing")
-            if not before or before.get("sha256") != now["sha256"]:
-                return Decision(True, f"output {path.name} was changed on disk")
+        changed = self._changed(record.get("outputs", {}), outputs, "output", "was changed on disk")
+        if changed:
+            return changed
         return Decision(False, "up to date")
+
+    def _changed(self, recorded: dict[str, Any], paths: list[Path], kind: str, verb: str) -> Decision | None:
+        """The first of ``paths`` missing or differing from its recorded hash, as a decision to run."""
+        for path in paths:
+            now = self.fingerprint(path)
+            before = recorded.get(self.key(path))
+            if now is None:
+                return Decision(True, f"{kind} {path.name} is missing")
+            if not before or before.get("sha256") != now["sha256"]:
+                return Decision(True, f"{kind} {path.name} {verb}")
+        return None
 
     def record(self, name: str, inputs: list[Path], options: dict[str, Any], outputs: list[Path], *, status: str,
                seconds: float, note: str = "") -> None:

@@ -14,7 +14,7 @@ from .. import interrupts
 from ..batching import fit_batch, run_batched
 from ..calibration.images import ImageSet, find_images, iter_batches
 from ..checks import Check
-from ..errors import CheckpointError, ConfigError, WeightsMismatchError
+from ..errors import CheckpointError, ConfigError, WeightsMismatchError, check_minimums
 from ..exporters.graph import check_fits, load_artifact
 from ..exporters.metadata import ArtifactMeta, is_engine, read_manifest
 from ..hashing import file_sha256
@@ -104,10 +104,7 @@ def validate_options(options: ParityOptions) -> None:
         ConfigError: A bad count, seed, provider, tolerance name or path.
         CheckpointError: ``--weights`` is not a file.
     """
-    for name, value, low in (("--batch", options.batch, 1), ("--seed", options.seed, 0),
-                             ("--samples", options.samples, 1)):
-        if value is not None and (isinstance(value, bool) or value < low):
-            raise ConfigError(f"{name} must be >= {low}, got {value}")
+    check_minimums(("--batch", options.batch, 1), ("--seed", options.seed, 0), ("--samples", options.samples, 1))
     if options.provider not in [p.value for p in Provider]:
         raise ConfigError(f"unknown provider {options.provider!r}; choose {', '.join(p.value for p in Provider)}")
     Tolerances().with_overrides(options.tolerances)
