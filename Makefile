@@ -23,14 +23,15 @@ install: $(BIN)/.installed
 
 RUN := runs/$(ARCH)
 # Main job on the CPU, one command, in one run folder (runs/<arch>): export resnest50 (graph contract checked,
-# verified against eager on ONNX Runtime), its FP16 and INT8 (Q/DQ) versions, parity of each against eager,
+# verified against eager on ONNX Runtime), its FP16 and INT8 (Q/DQ) versions for TensorRT and an INT8 version for
+# ONNX Runtime's CPU kernels (served by the Triton repository on CPU hosts), parity of each against eager,
 # latency (eager vs ONNX Runtime, interleaved), a build bundle for the GPU host that will run it
 # (runs/<arch>/targets/gpu-host/build.sh), a Triton model repository (runs/<arch>/model_repository) and the report
 # page runs/<arch>/report.html. The model is random-init (BatchNorm re-estimated), so INT8 calibrates on synthetic
 # images and, its logits being near ties, parity judges it by cosine and KL, not top-1: the judgement follows from
 # the artifact's provenance (docs/parity.md). Run it again: only what changed is redone.
 run: install
-	$(BIN)/resnest-deploy deploy --arch $(ARCH) --calib-data synthetic --calib-size 64 --out $(RUN)
+	$(BIN)/resnest-deploy deploy --arch $(ARCH) --calib-data synthetic --calib-size 64 --cpu-model int8 --out $(RUN)
 
 # Two workers with one compute thread each (2 cores; the suite is dominated by single-threaded export tracing);
 # tests of one exported arch share a worker and its export.

@@ -3,7 +3,7 @@ disk or an interrupt changed (whole process each, fresh interpreter).
 
 Run:  .venv/bin/python benchmarks/deploy_rerun.py [--arch resnest50]
 
-1. first run (the main job's settings: synthetic calibration, 64 images);
+1. first run (the main job's settings: synthetic calibration, 64 images, the CPU INT8 model);
 2. rerun with nothing changed (limit 10 s);
 3. rerun with --calib-size 65: only INT8 and what uses it may run;
 4. the FP16 ONNX edited on disk (same size, other bytes): detected and rebuilt;
@@ -32,7 +32,7 @@ def deploy(out: Path, arch: str, *extra: str, trace: Path | None = None, interru
            ) -> tuple[float, int, dict[str, str]]:
     """Run deploy; returns (seconds, exit code, step -> status)."""
     args = [sys.executable, "-m", "resnest_deploy", "deploy", "--arch", arch, "--calib-data", "synthetic",
-            "--calib-size", "64", "--out", str(out), *extra]
+            "--calib-size", "64", "--cpu-model", "int8", "--out", str(out), *extra]
     env = {**os.environ, "COLUMNS": "200"}
     if trace:
         env["RESNEST_DEPLOY_TRACE"] = str(trace)

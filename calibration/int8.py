@@ -29,11 +29,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from resnest_deploy import interrupts
 from resnest_deploy.batching import chunks, fit_batch
 from resnest_deploy.errors import ConfigError
 from resnest_deploy.exporters.graph_index import GraphIndex, attr, default_opset, drop_unused_initializers, fixed_batch
@@ -158,9 +160,7 @@ def calibrate(
 ) -> dict[str, float]:
     """Absolute range (amax) of each tensor over ``data``, by ONNX Runtime's calibrator for ``method``.
 
-    Any number of images works: ONNX Runtime's histogram calibrators stack the outputs of one ``collect_data``
-    call into one array, so each call is given batches of a single shape (whole batches, or the remainder on its
-    own) and the calibrator merges the calls' histograms. ``max`` gives the same amax whatever the batch split.
+    Symmetric ranges for TensorRT's signed Q/DQ; see :func:`collect_ranges` for how any number of images works.
 
     Args:
         model: The float graph.
@@ -169,6 +169,30 @@ def calibrate(
         method: ``max`` (MinMax), ``entropy`` (KL divergence, 2048 bins into 128) or ``percentile`` (99.99%).
         batch: Images per inference (ignored for graphs with a fixed batch: their own batch is used).
         progress: Called with (images done, total).
+
+    Raises:
+        ConfigError: Unknown method, bad batch, or no images.
+    """
+    ranges = collect_ranges(model, tensors, data, method=method, symmetric=True, batch=batch, progress=progress)
+    amax = {}
+    for name in tensors:
+        if name in ranges:
+            lo, hi = ranges[name].range_value
+            amax[name] = float(max(np.abs(np.asarray(lo)).max(), np.abs(np.asarray(hi)).max()))
+    return amax
+
+
+def collect_ranges(
+    model: onnx.ModelProto, tensors: Sequence[str] | None, data: np.ndarray, *, method: str, symmetric: bool,
+    batch: int = 8, per_call: int = 32, progress: ProgressFn | None = None,
+) -> Any:
+    """ONNX Runtime's ``TensorsData`` (a range per tensor) over ``data``, for ``tensors`` (None: every tensor
+    ONNX Runtime's quantizer would calibrate).
+
+    Any number of images works: ONNX Runtime's histogram calibrators stack the outputs of one ``collect_data``
+    call into one array, so each call is given batches of a single shape (whole batches, or the remainder on its
+    own) and the calibrator merges the calls' histograms. ``max`` gives the same ranges whatever the batch split.
+    ``per_call`` bounds the images whose activations a histogram calibrator holds at once.
 
     Raises:
         ConfigError: Unknown method, bad batch, or no images.
@@ -184,23 +208,16 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="resnest-deploy-calib-") as tmp:
         path = Path(tmp) / "model.onnx"
         onnx.save_model(model, str(path))
-        calibrator = _calibrator(Method(method).value, path, Path(tmp) / "augmented.onnx", tensors)
-        done = 0
-        for start, stop in uniform_calls(len(data), step):
+        calibrator = _calibrator(Method(method).value, path, Path(tmp) / "augmented.onnx", tensors, symmetric)
+        for start, stop in uniform_calls(len(data), step, per_call):
+            interrupts.check()
             reader = _Reader(data[start:stop], step, fixed is not None, model.graph.input[0].name)
             with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print as they go
                 calibrator.collect_data(reader)
-            done = stop
             if progress:
-                progress(done, len(data))
+                progress(stop, len(data))
         with contextlib.redirect_stdout(io.StringIO()):
-            ranges = calibrator.compute_data()
-    amax = {}
-    for name in tensors:
-        if name in ranges:
-            lo, hi = ranges[name].range_value
-            amax[name] = float(max(np.abs(np.asarray(lo)).max(), np.abs(np.asarray(hi)).max()))
-    return amax
+            return calibrator.compute_data()
 
 
 def uniform_calls(total: int, step: int, per_call: int = 32) -> list[tuple[int, int]]:
@@ -217,22 +234,25 @@ def uniform_calls(total: int, step: int, per_call: int = 32) -> list[tuple[int, 
     return calls
 
 
-def _calibrator(method: str, path: Path, augmented: Path, tensors: Sequence[str]):
+def _calibrator(method: str, path: Path, augmented: Path, tensors: Sequence[str] | None, symmetric: bool):
     from onnxruntime.quantization import calibrate as ort_calibrate
 
-    wanted = frozenset(tensors)
     base = {"max": ort_calibrate.MinMaxCalibrater, "entropy": ort_calibrate.EntropyCalibrater,
             "percentile": ort_calibrate.PercentileCalibrater}[method]
+    if tensors is None:
+        calibrator_class = base
+    else:
+        wanted = frozenset(tensors)
 
-    class _SiteCalibrater(base):  # only the tensors that get Q/DQ, not every input/output of an op type
-        def select_tensors_to_calibrate(self, model):
-            infos = {vi.name: vi for vi in (*model.graph.value_info, *model.graph.output, *model.graph.input)}
-            return {t for t in wanted if t in infos}, infos
+        class calibrator_class(base):  # only the tensors that get Q/DQ, not every input/output of an op type
+            def select_tensors_to_calibrate(self, model):
+                infos = {vi.name: vi for vi in (*model.graph.value_info, *model.graph.output, *model.graph.input)}
+                return {t for t in wanted if t in infos}, infos
 
-    options = {"max": {"symmetric": True}, "entropy": {"symmetric": True, "num_bins": 2048,
-                                                       "num_quantized_bins": 128},
-               "percentile": {"symmetric": True, "num_bins": 2048, "percentile": PERCENTILE}}[method]
-    calibrator = _SiteCalibrater(str(path), None, str(augmented), **options)
+    options = {"max": {"symmetric": symmetric},
+               "entropy": {"symmetric": symmetric, "num_bins": 2048, "num_quantized_bins": 128},
+               "percentile": {"symmetric": symmetric, "num_bins": 2048, "percentile": PERCENTILE}}[method]
+    calibrator = calibrator_class(str(path), None, str(augmented), **options)
     calibrator.augment_graph()
     calibrator.create_inference_session()
     return calibrator

@@ -30,12 +30,13 @@ from resnest_deploy.exporters.graph import inspect_onnx, load_onnx, tensor_info
 from resnest_deploy.exporters.graph_index import default_opset, fixed_batch, name_nodes
 from resnest_deploy.exporters.metadata import ArtifactMeta, library_versions, read_metadata, write_manifest, \
     write_metadata
-from resnest_deploy.exporters.qdq_rules import check_qdq_rules, has_qdq
+from resnest_deploy.exporters.qdq_rules import check_cpu_qdq, check_qdq_rules, has_qdq
 from resnest_deploy.metrics import ParityMetrics, compare_logits
 from resnest_deploy.models import get_config
 from resnest_deploy.ort_session import ort_session
 from resnest_deploy.stages import stage_durations
 
+from .cpu_int8 import quantize_for_cpu
 from .dataset import DEFAULT_CALIB_SIZE, SYNTHETIC, CalibrationData, check_source, load_calibration
 from .fp16 import DEFAULT_KEEP_FP32_OPS, convert_fp16
 from .int8 import Method, Plan, calibrate, insert_qdq, plan_qdq
@@ -50,6 +51,14 @@ class Precision(str, Enum):
 
     fp16 = "fp16"
     int8 = "int8"
+
+
+class Target(str, Enum):
+    """Who runs the INT8 graph: TensorRT (signed symmetric Q/DQ placed for its fusions) or ONNX Runtime's CPU
+    provider (U8S8 Q/DQ on every op it has an integer kernel for)."""
+
+    tensorrt = "tensorrt"
+    cpu = "cpu"
 
 
 DEFAULT_METHOD = Method.percentile  # best of the three on the trained test model (docs/quantization.md)
@@ -76,6 +85,7 @@ class QuantizeOptions:
         cache_dir: Calibration tensor cache folder; ``use_cache`` turns it off.
         sensitivity: Quantize one block at a time and rank blocks by the error each adds (INT8).
         verify_samples: Images used to compare with the FP32 graph.
+        target: INT8 only: ``tensorrt`` (default) or ``cpu`` (ONNX Runtime's CPU provider, docs/quantization.md).
     """
 
     model: Path
@@ -94,6 +104,7 @@ class QuantizeOptions:
     use_cache: bool = True
     sensitivity: bool = False
     verify_samples: int = 64
+    target: Target | str = Target.tensorrt
 
 
 @dataclass(frozen=True)
@@ -148,12 +159,13 @@ class _Converted:
     suggestions: list[str] = field(default_factory=list)
 
 
-def default_output(model: Path, precision: str) -> Path:
-    """``<stem>.<precision>.onnx`` beside the FP32 file (a ``.fp32``/``.fp16``/``.int8`` stem suffix is dropped)."""
+def default_output(model: Path, precision: str, target: str = "tensorrt") -> Path:
+    """``<stem>.<precision>.onnx`` beside the FP32 file (``<stem>.int8-cpu.onnx`` for the CPU target; a
+    ``.fp32``/``.fp16``/``.int8`` stem suffix is dropped)."""
     stem = model.name.removesuffix(".onnx")
-    for suffix in (".fp32", ".fp16", ".int8"):
+    for suffix in (".fp32", ".fp16", ".int8-cpu", ".int8"):
         stem = stem.removesuffix(suffix)
-    return model.with_name(f"{stem}.{precision}.onnx")
+    return model.with_name(f"{stem}.{precision}{'-cpu' if target == Target.cpu else ''}.onnx")
 
 
 def resolve_meta(model: onnx.ModelProto, path: Path, arch: str | None, img_size: int | None) -> ArtifactMeta:
@@ -205,8 +217,16 @@ def validate_options(options: QuantizeOptions) -> None:
                    ("--verify-samples", options.verify_samples, 1))
     if options.img_size is not None and options.img_size < MIN_IMG_SIZE:
         raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {options.img_size}")
+    if options.target not in [t.value for t in Target]:
+        raise ConfigError(f"unknown target {options.target!r}; use tensorrt or cpu")
+    if options.target == Target.cpu and not int8:
+        raise ConfigError("--target cpu makes an INT8 graph for ONNX Runtime's CPU kernels; FP16 on a CPU runs in "
+                          "FP32 with Casts, so use --precision int8 (or the FP32 model) for CPU serving")
     if not int8 and (options.sensitivity or options.quantize_attention):
         raise ConfigError("--sensitivity and --quantize-attention apply to --precision int8 only")
+    if options.target == Target.cpu and (options.sensitivity or options.quantize_attention):
+        raise ConfigError("--sensitivity and --quantize-attention apply to --target tensorrt (the CPU graph "
+                          "quantizes every op ONNX Runtime has an integer kernel for)")
     if int8 and options.keep_fp32_ops:
         raise ConfigError("--keep-fp32 applies to --precision fp16 only (INT8 keeps layers float with --exclude)")
     if any(not p.strip() for p in (*options.exclude, *options.keep_fp32_ops)):
@@ -241,15 +261,19 @@ def quantize_onnx(options: QuantizeOptions, *, progress: PhaseFn | None = None) 
         if options.precision == Precision.fp16:
             stage("convert")
             converted = _to_fp16(options, source)
+        elif options.target == Target.cpu:
+            converted = _to_cpu_int8(options, source, calib, stage)
         else:
             converted = _to_int8(options, source, calib, verify_x, stage)
         if calib is not None and "calibration" not in converted.record:
             converted.record["verification_data"] = calib.record()
         stage("verify")
-        agreement, rules = _verify(source.model, converted.model, verify_x, Precision(options.precision).value)
+        target = Target(options.target).value
+        agreement, rules = _verify(source.model, converted.model, verify_x, Precision(options.precision).value,
+                                   target)
         converted.record["vs_fp32"] = agreement.to_dict()
         stage("write")
-        new_meta, contract = _write(converted, source, Precision(options.precision).value)
+        new_meta, contract = _write(converted, source, Precision(options.precision).value, target)
         timings = stage_durations(starts)
         warnings = calib.warnings if calib is not None else []
         manifest = write_manifest(
@@ -272,7 +296,7 @@ def _load(options: QuantizeOptions) -> _Source:
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         raise ConfigError(f"{path.name} already holds FP16 weights; quantize the FP32 export")
     name_nodes(model)
-    default = default_output(path, Precision(options.precision).value)
+    default = default_output(path, Precision(options.precision).value, Target(options.target).value)
     output = output_file(options.output or default, default.name)
     if output.resolve() == path.resolve():
         raise ConfigError(f"--output {output} would overwrite the input model")
@@ -332,16 +356,32 @@ def _to_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData |
     return converted
 
 
+def _to_cpu_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData | None,
+                 stage: PhaseFn) -> _Converted:
+    assert calib is not None  # validate_options demands calibration data for INT8
+    stage("calibrate")
+    method = Method(options.method).value
+    model = quantize_for_cpu(source.model, calib.array, method=method, stage_names=source.layers.stage_names,
+                             exclude=options.exclude, progress=lambda d, t: stage("calibrate", d, t))
+    interrupts.check()
+    stage("convert")
+    record = {"precision": "int8", "target": "cpu", "method": method, "format": "QDQ U8S8, per-channel weights",
+              "quantizer": "onnxruntime.quantization.quantize_static (ranges from this tool's calibration)",
+              "calibration": calib.record(), "exclude": list(options.exclude)}
+    return _Converted(model, record)
+
+
 def _residual_names(source: _Source) -> list[str]:
     """``<stage>.residual`` for every stage: the names INT8's residual sites answer to in ``--exclude``."""
     return [f"{stage}.residual" for stage in source.layers.stage_names]
 
 
-def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray,
-            precision: str) -> tuple[ParityMetrics, list[Check]]:
-    """Agreement with the FP32 graph and (INT8) TensorRT's Q/DQ rules; raise when the result is unusable."""
+def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray, precision: str,
+            target: str) -> tuple[ParityMetrics, list[Check]]:
+    """Agreement with the FP32 graph and the INT8 target's Q/DQ rules; raise when the result is unusable."""
     agreement = compare_graphs(reference, result, x)
-    rules = check_qdq_rules(result) if precision == Precision.int8 else []
+    rules = [] if precision != Precision.int8 else check_cpu_qdq(result) if target == Target.cpu else \
+        check_qdq_rules(result)
     problems = [f"{r.name}: {r.detail}" for r in failures(rules)]
     if not np.isfinite(agreement.max_abs_rel):
         problems.append("the quantized graph produces non-finite logits")
@@ -350,11 +390,12 @@ def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray,
     return agreement, rules
 
 
-def _write(converted: _Converted, source: _Source, precision: str) -> tuple[ArtifactMeta, tuple[Check, ...]]:
+def _write(converted: _Converted, source: _Source, precision: str,
+           target: str) -> tuple[ArtifactMeta, tuple[Check, ...]]:
     """Store the metadata, check the graph contract on the saved file, and rename it into place."""
     meta = source.meta
     new_meta = meta.with_changes(precision=precision, versions={**meta.versions, **library_versions("onnxruntime")},
-                                 extra={**meta.extra, "quantization": converted.record})
+                                 extra={**meta.extra, "quantization": converted.record}, target=target)
     result = converted.model
     write_metadata(result, new_meta)
     result.producer_name = "resnest-deploy"

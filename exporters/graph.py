@@ -24,7 +24,7 @@ from resnest_deploy.paths import existing_file
 
 from .graph_index import DEFAULT_DOMAINS, GraphIndex, attr, default_opset, op_label
 from .metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
-from .qdq_rules import check_qdq_rules, has_qdq
+from .qdq_rules import check_cpu_qdq, check_qdq_rules, has_qdq
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -218,7 +218,9 @@ def inspect_onnx(path: str | os.PathLike[str], *, model: onnx.ModelProto | None 
     checks.append(_checker(path, full_check))
     checks.append(_external_data_check(path, model))
     checks.append(Check("only ops TensorRT's ONNX parser takes", not unsupported, ", ".join(unsupported) or "all"))
-    if has_qdq(model):
+    if has_qdq(model) and meta is not None and meta.target == "cpu":
+        checks += check_cpu_qdq(model)  # made for ONNX Runtime's CPU kernels, not TensorRT's fusion rules
+    elif has_qdq(model):
         checks += [Check(f"Q/DQ: {r.name}", r.passed, r.detail) for r in check_qdq_rules(model)]
     return InspectReport(
         path=str(path), size_bytes=path.stat().st_size, opset=default_opset(model), inputs=inputs, outputs=outputs,

@@ -115,3 +115,28 @@ def _residual_rule(index: GraphIndex) -> Check:
             float_adds += 1
     return Check("residual Add: identity quantized, conv branch float", not bad_adds,
                  bad_adds[0] if bad_adds else f"{good_adds} residual Adds quantized, {float_adds} float")
+
+
+def check_cpu_qdq(model: onnx.ModelProto) -> list[Check]:
+    """The Q/DQ layout ONNX Runtime's CPU kernels run fastest (U8S8): unsigned 8-bit activations, signed 8-bit
+    per-channel weights on every quantized Conv/Gemm."""
+    index = GraphIndex(model.graph)
+    signed = [n.name for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+              and (zp := index.const(n.input[2])) is not None and zp.dtype != np.uint8]
+    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED]
+    bad_weights, quantized = [], 0
+    for node in weighted:
+        dq = index.producer(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        quantized += 1
+        q, scale = index.const(dq.input[0]), index.const(dq.input[1])
+        if q is None or q.dtype != np.int8 or scale is None or scale.ndim != 1:
+            bad_weights.append(node.name)
+    return [
+        Check("CPU Q/DQ: activations unsigned 8-bit (U8S8)", not signed,
+              f"{len(signed)} signed, e.g. {signed[0]}" if signed else "all QuantizeLinear outputs uint8"),
+        Check("CPU Q/DQ: weights signed 8-bit, per output channel", not bad_weights and quantized > 0,
+              f"not per-channel INT8: {bad_weights[0]}" if bad_weights else f"{quantized} of {len(weighted)} "
+              "Conv/Gemm quantized"),
+    ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from resnest_deploy.paths import output_file
@@ -15,7 +16,7 @@ from resnest_deploy.errors import ArtifactError, ConfigError
 from resnest_deploy.hashing import file_sha256
 
 from .graph import UNSUPPORTED_BY_TENSORRT, load_onnx, tensor_info
-from .graph_index import DEFAULT_DOMAINS, op_label
+from .graph_index import DEFAULT_DOMAINS, GraphIndex, op_label
 from .metadata import ArtifactMeta, read_metadata
 from .qdq_rules import has_qdq
 
@@ -104,6 +105,13 @@ def detect_precision(model: onnx.ModelProto, meta: ArtifactMeta | None) -> str:
     return "fp32"
 
 
+def _unsigned_qdq(model: onnx.ModelProto) -> bool:
+    """Whether a graph quantizes to unsigned 8-bit (ONNX Runtime's CPU layout, not TensorRT's)."""
+    index = GraphIndex(model.graph)
+    return any(n.op_type == "QuantizeLinear" and len(n.input) > 2 and (zp := index.const(n.input[2])) is not None
+               and zp.dtype == np.uint8 for n in model.graph.node)
+
+
 def plan_build(options: BuildOptions) -> BuildPlan:
     """Check the options and the ONNX without TensorRT.
 
@@ -127,6 +135,10 @@ def plan_build(options: BuildOptions) -> BuildPlan:
         raise ArtifactError(f"{path.name}: {len(unsupported)} node(s) TensorRT's ONNX parser does not take: "
                             + ", ".join(unsupported[:8]) + (" ..." if len(unsupported) > 8 else ""))
     meta = read_metadata(model, str(path))
+    if (meta is not None and meta.target == "cpu") or _unsigned_qdq(model):
+        raise ArtifactError(f"{path.name} is an INT8 graph for ONNX Runtime's CPU provider (unsigned activations with "
+                            "zero points, which TensorRT's explicit quantization refuses); build from the "
+                            "--target tensorrt INT8 model instead")
     initializers = {i.name for i in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     if len(inputs) != 1:

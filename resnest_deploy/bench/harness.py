@@ -27,7 +27,7 @@ from ..exporters.graph_index import fixed_batch
 from ..exporters.metadata import ArtifactMeta, is_engine
 from ..models import create_model, get_config
 from ..models.synthetic import synthetic_images
-from ..runners.factory import open_artifact_runner
+from ..runners.factory import open_artifact_runner, target_note
 from .contenders import EagerContender, RunSync, plan_eager, runner_call
 from .options import Backend, BenchOptions
 from .timing import Contender, environment, measure_interleaved
@@ -74,6 +74,7 @@ class _Loaded:
     rss_mb: float
     timing: str = "end to end"
     close: Callable[[], None] = lambda: None
+    note: str | None = None
 
 
 @dataclass
@@ -136,7 +137,7 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
     notes: list[str] = []
     try:
         loaded = _open_contenders(options, artifacts, model, arch, size, threads)
-        notes += _batch_notes(loaded, options.batches)
+        notes += _batch_notes(loaded, options.batches) + [c.note for c in loaded if c.note]
         with interrupts.stage("bench"):
             rows = [row for batch in options.batches
                     for row in _measure_batch(loaded, batch, size, options, progress)]
@@ -184,10 +185,11 @@ def _open_artifact(art: _Artifact, options: BenchOptions, model: torch.nn.Module
     fixed = fixed_batch(art.proto) if art.proto is not None else runner.input_specs[0].shape[0]
     fixed = fixed if isinstance(fixed, int) else None
     precision = art.meta.precision if art.meta else "fp32"
-    label = f"{runner.name.replace('ExecutionProvider', '')} {precision} ({art.path.name})"
+    kind = f"{precision}-cpu" if art.meta is not None and art.meta.target == "cpu" else precision
+    label = f"{runner.name.replace('ExecutionProvider', '')} {kind} ({art.path.name})"
     if art.proto is not None:
         return [_Loaded(label, "ort", precision, lambda x: runner_call(runner, x, engine_only=False), fixed, rss,
-                        close=close)]
+                        close=close, note=target_note(art.meta, runner.name))]
     return [_Loaded(f"{label} engine only", "trt", precision, lambda x: runner_call(runner, x, engine_only=True),
                     fixed, rss, "engine only (device-resident)", close),
             _Loaded(f"{label} end to end", "trt", precision, lambda x: runner_call(runner, x, engine_only=False),

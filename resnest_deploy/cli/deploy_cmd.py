@@ -49,6 +49,10 @@ def deploy(
     seed: Annotated[int, typer.Option(min=0, help="Seed of random init, sampling and synthetic inputs.")] = _D.seed,
     img_size: Annotated[int | None, typer.Option(min=1, help="Square input size [default: the arch's native size].")]
     = _D.img_size,
+    cpu_model: Annotated[str, typer.Option(
+        metavar="fp32|int8", help="What the Triton repository serves on CPUs: fp32, or int8 (an INT8 graph made for "
+                                  "ONNX Runtime's CPU kernels, about twice as fast; needs --calib-data).")]
+    = _D.cpu_model,
 ) -> None:
     """Export, FP16/INT8, parity, latency, engines per target GPU (or build bundles) and a Triton repository, in one
     run folder; a rerun redoes only what changed. Exit 1 if any parity failed."""
@@ -58,7 +62,7 @@ def deploy(
     options = DeployOptions(arch=arch, weights=weights, precisions=tuple(precisions), calib_data=calib_data,
                             calib_size=calib_size, data=data, targets=targets, batch=batch, out=out, force=force,
                             dry_run=dry_run, samples=samples, bench_batches=tuple(bench_batch), iters=iters, seed=seed,
-                            img_size=img_size)
+                            img_size=img_size, cpu_model=cpu_model)
     with count_progress(f"deploy {arch}") as update:
         result = run_deploy(options, progress=lambda name, done, total: update(done, total))
     title = f"plan for {result.run_dir} (--dry-run: nothing done)" if result.dry_run else f"deploy {result.run_dir}"

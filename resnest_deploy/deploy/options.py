@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRECISIONS = ("fp32", "fp16", "int8")
+CPU_MODELS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class DeployOptions:
         iters: Timed rounds per batch size.
         seed: Seed of random init, calibration sampling and synthetic inputs.
         img_size: Square input size [default: the arch's native size].
+        cpu_model: What the Triton repository serves on CPUs: ``fp32``, or ``int8`` (an extra INT8 graph made for
+            ONNX Runtime's CPU kernels, about twice as fast; needs ``calib_data``).
     """
 
     arch: str
@@ -47,6 +50,7 @@ class DeployOptions:
     iters: int = 10
     seed: int = 0
     img_size: int | None = None
+    cpu_model: str = "fp32"
 
     @property
     def run_dir(self) -> Path:

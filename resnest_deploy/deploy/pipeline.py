@@ -22,7 +22,7 @@ from .. import interrupts
 from ..errors import ConfigError, check_minimums
 from ..hashing import record_sha256
 from ..paths import existing_file
-from .options import PRECISIONS, DeployOptions
+from .options import CPU_MODELS, PRECISIONS, DeployOptions
 from .state import RunState
 from .targets import Target, any_gpu_target, host_target, load_targets
 
@@ -105,10 +105,13 @@ def validate(options: DeployOptions) -> None:
     if not options.precisions or any(p not in PRECISIONS for p in options.precisions):
         raise ConfigError(f"--precisions takes a comma-separated subset of {', '.join(PRECISIONS)}, "
                           f"got {','.join(options.precisions) or 'nothing'}")
-    if "int8" in options.precisions and not options.calib_data:
+    if options.cpu_model not in CPU_MODELS:
+        raise ConfigError(f"--cpu-model takes {' or '.join(CPU_MODELS)}, got {options.cpu_model!r}")
+    int8 = "int8" in options.precisions or options.cpu_model == "int8"
+    if int8 and not options.calib_data:
         raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images ('synthetic' "
-                          "only checks the pipeline); or leave int8 out of --precisions")
-    if options.calib_data and "int8" in options.precisions:
+                          "only checks the pipeline); or leave int8 out of --precisions and --cpu-model")
+    if options.calib_data and int8:
         check_usable(options.calib_data, options.calib_size, options.seed)
     parse_batch(options.batch)
     check_minimums(("--calib-size", options.calib_size, 1), ("--samples", options.samples, 1),
@@ -134,8 +137,10 @@ class _Plan:
         self.targets = targets
         self.host = host
         arch = options.arch
+        self.checked = [*options.precisions, *(["int8-cpu"] if options.cpu_model == "int8" else [])]
         self.onnx = {p: self.run / "onnx" / (f"{arch}.onnx" if p == "fp32" else f"{arch}.{p}.onnx")
-                     for p in ("fp32", *options.precisions)}
+                     for p in ("fp32", *self.checked)}
+        self.cpu_onnx = self.onnx["int8-cpu" if options.cpu_model == "int8" else "fp32"]
         self.reports = self.run / "reports"
         self.repository = self.run / "model_repository"
         self.steps: list[Step] = []
@@ -196,15 +201,16 @@ class _Plan:
             out = self.onnx["fp16"]
             self.steps.append(Step("quantize fp16", [fp32], {}, [out, self.manifest(out)],
                                    lambda out=out: _quantize(fp32, out, "fp16", o), ("export",)))
-        if "int8" in o.precisions:
-            out = self.onnx["int8"]
-            self.steps.append(Step(
-                "quantize int8", [fp32], {"calib": self.calib_key(), "size": o.calib_size, "seed": o.seed},
-                [out, self.manifest(out)], lambda out=out: _quantize(fp32, out, "int8", o), ("export",)))
+        for name in ("int8", "int8-cpu"):
+            if name in self.checked:
+                out = self.onnx[name]
+                self.steps.append(Step(
+                    f"quantize {name}", [fp32], {"calib": self.calib_key(), "size": o.calib_size, "seed": o.seed},
+                    [out, self.manifest(out)], lambda out=out, name=name: _quantize(fp32, out, name, o), ("export",)))
 
     def _parity(self) -> None:
         data = self.data_key()
-        for precision in self.o.precisions:
+        for precision in self.checked:
             artifact = self.onnx[precision]
             report = self.reports / f"{self.o.arch}.{precision}.parity.json"
             upstream = "export" if precision == "fp32" else f"quantize {precision}"
@@ -215,7 +221,7 @@ class _Plan:
                 lambda a=artifact, r=report: _parity(a, r, self.o, batch=8), (upstream,)))
 
     def _latency(self) -> None:
-        artifacts = [self.onnx[p] for p in self.o.precisions]
+        artifacts = [self.onnx[p] for p in self.checked]
         report = self.reports / f"{self.o.arch}.cpu.bench.json"
         self.steps.append(Step(
             "latency cpu", artifacts, {"batches": list(self.o.bench_batches), "iters": self.o.iters},
@@ -269,8 +275,10 @@ class _Plan:
         configs += [root / plan_model_name(self.o.arch, p) / "config.pbtxt"
                     for p in sorted({p for t in self.targets for p in t.precisions})]
         self.steps.append(Step(
-            "triton repository", [fp32], {"targets": [t.to_dict() for t in self.targets], "data": self.data_key()},
-            configs, lambda: _repository(root, self.o, fp32, self.targets), ("export",)))
+            "triton repository", [fp32, self.cpu_onnx],
+            {"targets": [t.to_dict() for t in self.targets], "data": self.data_key()}, configs,
+            lambda: _repository(root, self.o, fp32, self.cpu_onnx, self.targets),
+            tuple(dict.fromkeys(("export", *(["quantize int8-cpu"] if self.o.cpu_model == "int8" else []))))))
 
     def _report(self) -> None:
         inputs = [p for s in self.steps for p in s.outputs if p.suffix == ".json" and "reports" in p.parts]
@@ -291,12 +299,14 @@ def _export(o: DeployOptions, out: Path) -> None:
     export_onnx(ExportOptions(arch=o.arch, weights=o.weights, output=out, seed=o.seed, img_size=o.img_size))
 
 
-def _quantize(fp32: Path, out: Path, precision: str, o: DeployOptions) -> None:
+def _quantize(fp32: Path, out: Path, name: str, o: DeployOptions) -> None:
+    """``name``: fp16, int8 (for TensorRT) or int8-cpu (for ONNX Runtime's CPU kernels)."""
     from ..calibration.quantize import QuantizeOptions, quantize_onnx
 
+    precision, _, target = name.partition("-")
     calib = o.calib_data if precision == "int8" else None
     quantize_onnx(QuantizeOptions(model=fp32, precision=precision, output=out, calib_data=calib,
-                                  calib_size=o.calib_size, seed=o.seed))
+                                  calib_size=o.calib_size, seed=o.seed, target=target or "tensorrt"))
 
 
 def _parity(artifact: Path, report: Path, o: DeployOptions, *, batch: int) -> str | None:
@@ -350,20 +360,21 @@ def labels_from(data: Path | None, num_classes: int) -> list[str] | None:
     return list(images.classes) if len(images.classes) == num_classes else None
 
 
-def _repository(root: Path, o: DeployOptions, fp32: Path, targets: list[Target]) -> None:
+def _repository(root: Path, o: DeployOptions, fp32: Path, cpu_onnx: Path, targets: list[Target]) -> None:
     from ..exporters.graph import load_onnx
     from ..exporters.metadata import read_metadata
     from .triton import write_repository
 
     meta = read_metadata(load_onnx(fp32, load_external_data=False))
-    write_repository(root, o.arch, fp32, targets, labels=labels_from(o.data, meta.num_classes if meta else 0))
+    write_repository(root, o.arch, cpu_onnx, targets, labels=labels_from(o.data, meta.num_classes if meta else 0))
 
 
 def _report(run: Path, targets: list[Target], plan: _Plan) -> None:
     from ..reports.page import build_report
     from .sections import repository_section, target_sections
 
-    build_report(run, run / "report.html", extra=[*target_sections(targets, plan), repository_section(plan.repository)])
+    build_report(run, run / "report.html", extra=[*target_sections(targets, plan),
+                                                      repository_section(plan.repository, plan.o.cpu_model)])
 
 
 # ----------------------------------------------------------------------------------------------- running

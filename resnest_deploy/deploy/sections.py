@@ -37,8 +37,8 @@ def target_sections(targets: list[Target], plan: Any) -> list[Section]:
     return sections
 
 
-def repository_section(root: Path) -> Section:
-    """One row per model folder: platform, batch limits and the files it serves (present or still to build)."""
+def repository_section(root: Path, cpu_model: str = "fp32") -> Section:
+    """One row per model folder: who it serves, platform, batch limits and its files (present or still to build)."""
     rows = []
     for config in sorted(root.glob("*/config.pbtxt")):
         text = config.read_text(encoding="utf-8")
@@ -51,10 +51,14 @@ def repository_section(root: Path) -> Section:
             files.append(("any GPU", default))
         shown = ", ".join(f"{cc}: {name}{'' if (config.parent / '1' / name).exists() else ' (to build)'}"
                           for cc, name in files)
-        rows.append([config.parent.name, platform, _field(text, "max_batch_size"),
+        serves = (f"CPU hosts: ONNX Runtime, {'INT8 made for its CPU kernels' if cpu_model == 'int8' else 'FP32'}"
+                  if platform == "onnxruntime_onnx" else
+                  "GPUs of " + ", ".join(f"sm {cc}" for cc, _ in files if cc[0].isdigit()) + ": TensorRT"
+                  if any(cc[0].isdigit() for cc, _ in files) else "any GPU host: TensorRT")
+        rows.append([config.parent.name, serves, platform, _field(text, "max_batch_size"),
                      _field(text, "preferred_batch_size"), shown])
-    return Section("Triton model repository", ["model", "platform", "max batch", "preferred batch", "files"], rows,
-                   notes=[f"{root}", LIVE_SERVER_NOTE])
+    return Section("Triton model repository", ["model", "serves", "platform", "max batch", "preferred batch", "files"],
+                   rows, notes=[f"{root}", LIVE_SERVER_NOTE])
 
 
 def _field(text: str, name: str) -> str:

@@ -22,7 +22,7 @@ from ..metrics import ParityMetrics, compare_logits
 from ..paths import existing_file
 from ..models import InputConfig, create_model, get_config
 from ..models.synthetic import synthetic_images
-from ..runners.factory import open_artifact_runner
+from ..runners.factory import open_artifact_runner, target_note
 from ..runners.ort_runner import Provider
 from ..runners.torch_runner import TorchRunner
 from .class_index import read_class_index
@@ -161,6 +161,9 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
     )
     if options.tolerances:
         result.notes.append(f"limits overridden by --tol: {', '.join(sorted(options.tolerances))}")
+    note = target_note(meta, out.runner)
+    if note:
+        result.notes.append(note)
     if images is not None:
         result.accuracy = _accuracy(mapping, out.labels, out.eager, out.artifact, result)
     if options.localize:

@@ -29,3 +29,17 @@ def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: i
         return TrtRunner(path, device=device, cuda_graph=cuda_graph)
     raise ArtifactError(f"{path}: not an ONNX model or TensorRT engine (expected .onnx or "
                         f"{', '.join(ENGINE_SUFFIXES)})")
+
+
+def target_note(meta, runner_name: str) -> str | None:
+    """One line when an INT8 artifact runs on the runtime it was not made for (parity and bench print it)."""
+    if meta is None or meta.precision != "int8":
+        return None
+    on_cpu = "CPUExecutionProvider" in runner_name
+    if meta.target == "tensorrt" and on_cpu:
+        return (f"{meta.arch} INT8 made for TensorRT runs on ONNX Runtime's CPU provider here: its signed Q/DQ are "
+                "partly emulated, slower than FP32; for CPU serving make one with quantize --target cpu")
+    if meta.target == "cpu" and not on_cpu:
+        return (f"{meta.arch} INT8 made for ONNX Runtime's CPU provider runs on {runner_name} here; for GPUs use "
+                "the --target tensorrt INT8 model")
+    return None

@@ -244,3 +244,16 @@ def test_bundle_checks_the_host_against_its_target_before_building(first_run, tm
         lines = [line for line in run.stderr.splitlines() if line.strip()]
         assert run.returncode == 2 and len(lines) == 1 and fragment in lines[0], run.stderr
     assert not list((out / "model_repository").rglob("*.plan"))
+
+
+def test_the_cpu_model_can_be_the_int8_graph_made_for_onnx_runtime(tmp_path):
+    out = tmp_path / "run"
+    assert_one_line_error(run_cli("deploy", "--arch", ARCH, "--precisions", "fp32", "--cpu-model", "int8", "--out",
+                                  str(out), cwd=tmp_path), "INT8 needs --calib-data")
+    result = _deploy(out, "--precisions", "fp32", "--cpu-model", "int8", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {"quantize int8-cpu", "parity int8-cpu"} <= set(_statuses(result))
+    served = out / "model_repository" / "resnest14d_onnx" / "1" / "model.onnx"
+    assert served.read_bytes() == (out / "onnx" / "resnest14d.int8-cpu.onnx").read_bytes()
+    page = (out / "report.md").read_text()
+    assert "CPU hosts: ONNX Runtime, INT8 made for its CPU kernels" in page and "int8-cpu" in page

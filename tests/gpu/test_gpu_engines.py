@@ -83,7 +83,7 @@ def test_every_profile_batch_plain_and_as_cuda_graphs_in_an_a_b_a_sequence(engin
 def test_parity_uses_the_preset_the_manifest_implies(engines, precision):
     parity = run_parity(ParityOptions(artifact=engines[precision].path, samples=64, batch=PROFILE[1],
                                       model=create_model("resnest50")))
-    expected = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-random-init"}[precision]
+    expected = {"fp32": "fp32", "fp16": "fp16-random-init", "int8": "int8-random-init"}[precision]
     assert parity.judgement.preset == expected
     assert parity.passed, [v for v in parity.verdicts if not v.passed]
 
