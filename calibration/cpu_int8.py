@@ -49,7 +49,8 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
             for v in (*inferred.graph.value_info, *inferred.graph.input)}
 
 
-def _pool_as_conv(node: onnx.NodeProto, shape: list[int | None] | None) -> tuple[onnx.NodeProto, onnx.TensorProto] | None:
+def _pool_as_conv(node: onnx.NodeProto,
+                  shape: list[int | None] | None) -> tuple[onnx.NodeProto, onnx.TensorProto] | None:
     """A depthwise Conv computing exactly what an AveragePool computes, or None when it would differ."""
     kernel = list(attr(node, "kernel_shape", []))
     strides = list(attr(node, "strides", [1] * len(kernel)))

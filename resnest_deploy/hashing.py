@@ -29,10 +29,3 @@ def record_sha256(record: object) -> str:
     """Hex SHA-256 of a JSON-able record, independent of key order."""
     text = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def short(digest: str | None, length: int = 16) -> str:
-    """The first ``length`` hex digits of a digest, for messages."""
-    return (digest or "")[:length]
-
-

@@ -178,7 +178,9 @@ def _open_artifact(art: _Artifact, options: BenchOptions, model: torch.nn.Module
     if art.proto is not None:
         check_fits(art.proto, num_classes=model.config.num_classes, size=size, what=f"{arch} ({art.path.name})")
     before = _rss_mb()
-    runner = open_artifact_runner(art.path, provider="auto", threads=threads, cuda_graph=options.cuda_graph)
+    # Interleaved timing: an idle ONNX Runtime session's spinning threads would take a core from the next contender.
+    runner = open_artifact_runner(art.path, provider="auto", threads=threads, cuda_graph=options.cuda_graph,
+                                  spinning=False)
     runner.__enter__()
     close = lambda: runner.__exit__(None, None, None)  # noqa: E731
     rss = _rss_mb() - before

@@ -10,7 +10,7 @@ from .base import Runner
 
 
 def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: int | None = None,
-                         cuda_graph: bool = False, device: int = 0) -> Runner:
+                         cuda_graph: bool = False, device: int = 0, spinning: bool = True) -> Runner:
     """A runner for an ``.onnx`` file (ONNX Runtime) or an engine file (TensorRT, on CUDA device ``device``).
 
     Raises:
@@ -22,7 +22,7 @@ def open_artifact_runner(path: str | Path, *, provider: str = "auto", threads: i
     if path.suffix.lower() == ".onnx":
         from .ort_runner import OrtRunner
 
-        return OrtRunner(path, provider=provider, threads=threads)
+        return OrtRunner(path, provider=provider, threads=threads, spinning=spinning)
     if is_engine(path):
         from .trt_runner import TrtRunner
 

@@ -50,14 +50,16 @@ class OrtRunner(Runner):
         provider: ``auto``, ``tensorrt``, ``cuda`` or ``cpu``.
         threads: Intra-op threads (default: torch's thread count, the same as the eager runner).
         outputs: Output names to fetch (default: all graph outputs).
+        spinning: Let idle threads spin (off when timing interleaved contenders, see ``ort_session``).
     """
 
     def __init__(self, model: str | os.PathLike[str] | Any, *, provider: str = "cpu", threads: int | None = None,
-                 outputs: list[str] | None = None) -> None:
+                 outputs: list[str] | None = None, spinning: bool = True) -> None:
         self.model = model
         self.provider = provider
         self.threads = threads or default_threads()
         self.outputs = outputs
+        self.spinning = spinning
         self.session = None
         self.name = "onnxruntime"
 
@@ -65,7 +67,7 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         providers = resolve_providers(self.provider, ort.get_available_providers())
-        self.session = ort_session(self.model, providers=providers, threads=self.threads)
+        self.session = ort_session(self.model, providers=providers, threads=self.threads, spinning=self.spinning)
         self.name = f"onnxruntime[{self.session.get_providers()[0]}]"
 
     def deactivate(self) -> None:

@@ -44,7 +44,8 @@ def test_fp16_and_int8_keep_the_same_layers_float(graph, pattern):
     fp16 = convert_fp16(graph, stages, exclude=(pattern,))
     fp16_float = {n.input[1].removesuffix(".weight") for n in fp16.graph.node
                   if n.op_type in ("Conv", "Gemm")
-                  and any(i.name == n.input[1] and i.data_type == onnx.TensorProto.FLOAT for i in fp16.graph.initializer)}
+                  and any(i.name == n.input[1] and i.data_type == onnx.TensorProto.FLOAT
+                          for i in fp16.graph.initializer)}
     plan = plan_qdq(graph, layer_map(graph, stages), exclude=(pattern,), quantize_attention=True)
     int8_float = {u.owner for u in plan.excluded if u.kind == "weight"}
     assert fp16_float and fp16_float == int8_float

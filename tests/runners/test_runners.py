@@ -73,3 +73,18 @@ def test_every_engine_suffix_opens_the_tensorrt_runner(tmp_path, suffix):
     other.write_bytes(b"x")
     with pytest.raises(ArtifactError, match=r"\.engine, \.plan, \.trt"):
         open_artifact_runner(other)
+
+
+@pytest.mark.xdist_group("resnet18")
+def test_timed_onnx_runtime_sessions_do_not_spin(export_cache):
+    """bench opens its ONNX Runtime contenders with idle-thread spinning off (an idle spinning pool takes a core
+    from the contender timed next); ordinary runs keep ONNX Runtime's default."""
+    from resnest_deploy.runners.factory import open_artifact_runner
+
+    artifact = export_cache("resnet18", 64).path
+    key = "session.intra_op.allow_spinning"
+    with open_artifact_runner(artifact, provider="cpu", spinning=False) as timed, \
+            open_artifact_runner(artifact, provider="cpu") as plain:
+        assert timed.session.get_session_options().get_session_config_entry(key) == "0"
+        with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default kept
+            plain.session.get_session_options().get_session_config_entry(key)
