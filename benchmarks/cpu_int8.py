@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
+from doc_sections import write_section  # noqa: E402
 from quantize_int8 import write_images  # noqa: E402
 
-DOCS = {ROOT / "docs" / "benchmarks.md": ("<!-- cpu_int8:start -->", "<!-- cpu_int8:end -->"),
-        ROOT / "docs" / "quantization.md": ("<!-- cpu_int8:start -->", "<!-- cpu_int8:end -->")}
+DOCS = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "quantization.md")
 
 
 def cli(*args: str) -> float:
@@ -148,14 +148,8 @@ def main() -> None:
         lines += [f"| {name} | {r1:.2f}x | {r8:.2f}x | {cos:.5f} |" for name, r1, r8, cos in rows]
         lines.append("")
     section = "\n".join(lines).rstrip()
-    for doc, (start, end) in DOCS.items():
-        text = doc.read_text()
-        block = f"{start}\n{section}\n{end}"
-        if start in text:
-            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-        else:
-            text += f"\n## INT8 for ONNX Runtime's CPU provider (benchmarks/cpu_int8.py)\n\n{block}\n"
-        doc.write_text(text)
+    for doc in DOCS:
+        write_section(doc, "cpu_int8", section, "INT8 for ONNX Runtime's CPU provider (benchmarks/cpu_int8.py)")
     print(section)
 
 

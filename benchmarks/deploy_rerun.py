@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from doc_sections import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- deploy_rerun:start -->", "<!-- deploy_rerun:end -->"
 
 
 def deploy(out: Path, arch: str, *extra: str, trace: Path | None = None, interrupt_at: str | None = None
@@ -76,7 +77,7 @@ def main() -> None:
         rows.append(("SIGINT during latency cpu", *deploy(out, options.arch, trace=trace,
                                                            interrupt_at="latency cpu")))
         rows.append(("rerun after the SIGINT", *deploy(out, options.arch)))
-    lines = [START, f"`{options.arch}`, random init with BatchNorm re-estimated, synthetic calibration (64 images), "
+    lines = [f"`{options.arch}`, random init with BatchNorm re-estimated, synthetic calibration (64 images), "
              f"2 threads, whole process in a fresh interpreter each time. Measured {time.strftime('%Y-%m-%d')} with "
              "`.venv/bin/python benchmarks/deploy_rerun.py`. The no-change rerun's limit is 10 s.", "",
              "| run | seconds | exit | steps that ran |", "| --- | ---: | ---: | --- |"]
@@ -84,14 +85,8 @@ def main() -> None:
         ran = [k for k, v in statuses.items() if v in ("ran", "failed")]
         extra = f" ({statuses['(stderr)']})" if "(stderr)" in statuses else ""
         lines.append(f"| {name} | {seconds:.1f} | {code} | {', '.join(ran) or 'none'}{extra} |")
-    lines.append(END)
-    text = DOC.read_text()
     section = "\n".join(lines)
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text += "\n## `deploy`: first run and reruns (benchmarks/deploy_rerun.py)\n\n" + section + "\n"
-    DOC.write_text(text)
+    write_section(DOC, "deploy_rerun", section, "`deploy`: first run and reruns (benchmarks/deploy_rerun.py)")
     print(section)
 
 

@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 import onnxruntime as ort
 import torch
+from doc_sections import write_section
 
 from resnest_deploy.bench import Contender, environment, measure_interleaved
 from resnest_deploy.models import create_model, reestimate_batchnorm
 from resnest_deploy.models.synthetic import synthetic_images
 
 DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- export_ort:start -->", "<!-- export_ort:end -->"
 
 
 def export_whole_process(out_dir: Path) -> tuple[float, dict[str, float], int]:
@@ -111,7 +111,6 @@ def main() -> None:
             rows.append((batch, "(max-abs ORT vs eager)", err, float("nan"), float("nan"), 0))
     env = environment(args.threads)
     lines = [
-        START,
         f"Measured {time.strftime('%Y-%m-%d')} on {env['cpu']}, {env['cores']} cores, {args.threads} threads; "
         f"torch {torch.__version__}, onnxruntime {ort.__version__}. Weights: random-init+bn-reestimated(seed=0) "
         "for ours, BatchNorm re-estimated for timm's. Command: `.venv/bin/python benchmarks/export_ort.py`.",
@@ -134,16 +133,9 @@ def main() -> None:
             lines.append(f"| {batch} | {name} | {p50:.2e} | | | |")
         else:
             lines.append(f"| {batch} | {name} | {p50:.1f} | {p90:.1f} | {ratio:.2f} | {n} |")
-    lines.append(END)
     section = "\n".join(lines)
     print(section)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## ONNX export and ONNX Runtime CPU latency (resnest50)\n\n" + section + "\n"
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
+    write_section(DOC, "export_ort", section, "ONNX export and ONNX Runtime CPU latency (resnest50)")
 
 
 if __name__ == "__main__":

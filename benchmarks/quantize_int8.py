@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
+from doc_sections import write_section
 from PIL import Image, ImageDraw
 
 DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- quantize_int8:start -->", "<!-- quantize_int8:end -->"
 
 
 def write_images(folder: Path, count: int) -> None:
@@ -95,13 +95,7 @@ def main() -> None:
                   "(docs/quantization.md)."]
     text = "\n".join(lines)
     print(text)
-    doc = DOC.read_text()
-    block = f"{START}\n{text}\n{END}"
-    if START in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc += f"\n## INT8 / FP16 quantization time (benchmarks/quantize_int8.py)\n\n{block}\n"
-    DOC.write_text(doc)
+    write_section(DOC, "quantize_int8", text, "INT8 / FP16 quantization time (benchmarks/quantize_int8.py)")
 
 
 if __name__ == "__main__":
