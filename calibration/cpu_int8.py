@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
-from resnest_deploy.exporters.graph_index import GraphIndex, attr, name_nodes
 
+from resnest_deploy.exporters.graph_index import GraphIndex, attr, drop_unused_initializers, name_nodes
 from resnest_deploy.models.config import HEAD
 
 from .int8 import Method, collect_ranges
@@ -97,10 +97,7 @@ def cpu_rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     out.graph.initializer.extend(weights)
-    used = {name for node in nodes for name in node.input}
-    kept = [i for i in out.graph.initializer if i.name in used]
-    del out.graph.initializer[:]
-    out.graph.initializer.extend(kept)
+    drop_unused_initializers(out.graph)
     return out
 
 

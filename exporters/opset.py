@@ -13,6 +13,7 @@ from onnx import numpy_helper
 from resnest_deploy.errors import ConfigError
 
 from .graph import default_opset
+from .graph_index import drop_unused_initializers
 
 # Ops whose newer versions only widened accepted types or added attributes whose defaults keep the old behaviour.
 _SAME_FOR_FLOAT = {"Add", "Mul", "Sub", "Div", "Relu", "Reshape", "Identity", "Sigmoid", "Flatten", "Transpose",
@@ -53,7 +54,7 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     for entry in out.opset_import:
         if entry.domain in ("", "ai.onnx"):
             entry.version = target
-    _drop_unused_initializers(out)
+    drop_unused_initializers(out.graph)
     return out
 
 
@@ -103,9 +104,3 @@ def _drop_num_outputs(node: onnx.NodeProto) -> None:
     del node.attribute[:]
     node.attribute.extend(kept)
 
-
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {name for node in model.graph.node for name in node.input}
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
