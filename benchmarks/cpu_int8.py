@@ -8,8 +8,8 @@ BatchNorm keeps activations out of denormals):
 1. export, then `resnest-deploy quantize --precision int8 --target cpu` with 64 PNG images (fresh interpreter,
    calibration cache off): whole-process time (limit 3 minutes);
 2. the alternatives, made with ONNX Runtime's `quantize_static` on the same images: U8S8 QDQ as it comes (the
-   issue's anchor), S8S8, U8S8 without this tool's float rewrites, U8S8 per-tensor weights, and the TensorRT
-   INT8 graph;
+   issue's anchor), S8S8, U8S8 without this tool's float rewrites, U8S8 with the rewrites except the radix cut
+   (split-attention's grouped convolutions kept), U8S8 per-tensor weights, and the TensorRT INT8 graph;
 3. every graph timed against FP32 in one interleaved run at batch 1 and 8 (same thread count), medians, ratios;
    agreement with FP32 on the calibration images.
 
@@ -61,14 +61,18 @@ def alternatives(fp32: Path, images: np.ndarray, folder: Path) -> dict[str, Path
             return next(self.items, None)
 
     rewritten, pre, plain_pre = folder / "rw.onnx", folder / "rw_pre.onnx", folder / "pre.onnx"
+    grouped, grouped_pre = folder / "rw_grouped.onnx", folder / "rw_grouped_pre.onnx"
     onnx.save(cpu_rewrite(onnx.load(str(fp32))), str(rewritten))
+    onnx.save(cpu_rewrite(onnx.load(str(fp32)), radix_parts=False), str(grouped))
     with _quiet():
         quant_pre_process(str(rewritten), str(pre))
+        quant_pre_process(str(grouped), str(grouped_pre))
         quant_pre_process(str(fp32), str(plain_pre))
     base = dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 per_channel=True, calibrate_method=CalibrationMethod.MinMax)
     variants = {"U8S8 QDQ, as it comes (anchor)": (fp32, {}),
                 "U8S8, pre-processed, no float rewrites": (plain_pre, {}),
+                "U8S8, rewrites but radix parts left in grouped convs": (grouped_pre, {}),
                 "S8S8, with rewrites": (pre, {"activation_type": QuantType.QInt8}),
                 "U8S8 per-tensor weights, with rewrites": (pre, {"per_channel": False})}
     out = {}
@@ -136,8 +140,8 @@ def main() -> None:
 
             meta = read_metadata(onnx.load(str(fp32), load_external_data=False))
             images = load_calibration(folder / "images", meta.input, count=64, use_cache=False).array
-            paths = {"FP32": fp32, "**this tool: --target cpu** (rewrites, pre-processed, U8S8 QDQ, per-channel)":
-                     folder / f"{arch}.int8-cpu.onnx"}
+            ours = "**this tool: --target cpu** (rewrites with radix parts apart, pre-processed, U8S8 QDQ, per-channel)"
+            paths = {"FP32": fp32, ours: folder / f"{arch}.int8-cpu.onnx"}
             paths.update(alternatives(fp32, images, folder))
             paths["TensorRT INT8 graph (--target tensorrt)"] = folder / f"{arch}.int8.onnx"
             rows, ms1, ms8 = timed(paths, images, options.threads)

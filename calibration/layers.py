@@ -21,13 +21,17 @@ from resnest_deploy.models.config import HEAD, STEM
 
 WEIGHTED = ("Conv", "Gemm")
 _AUTO_NAMES = ("val_", "onnx::")  # initializer names exporters make up; they name no module
+# Marks a slice of a module's weight (``layer1.0.conv1.weight#part0``): a layer that a graph rewrite computes as
+# several nodes (the CPU INT8 graph's radix parts) still belongs to its module.
+PART_MARK = "#part"
 
 
 def weight_owner(node: onnx.NodeProto, initializers: set[str] | dict) -> str | None:
     """The module a Conv/Gemm node's weight belongs to (``layer1.0.conv1``), or None."""
     weight = node.input[1] if node.op_type in WEIGHTED and len(node.input) > 1 else ""
-    if weight in initializers and weight.endswith(".weight") and not weight.startswith(_AUTO_NAMES):
-        return weight.removesuffix(".weight")
+    whole = weight.partition(PART_MARK)[0]
+    if weight in initializers and whole.endswith(".weight") and not whole.startswith(_AUTO_NAMES):
+        return whole.removesuffix(".weight")
     return None
 
 

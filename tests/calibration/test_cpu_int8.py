@@ -8,12 +8,17 @@ import json
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from resnest_deploy.calibration.cpu_int8 import cpu_rewrite
+from resnest_deploy.calibration.cpu_int8 import cpu_rewrite, separate_radix_parts
+from resnest_deploy.calibration.layers import PART_MARK, layer_map
 from resnest_deploy.calibration.quantize import QuantizeOptions, quantize_onnx
 from resnest_deploy.errors import ConfigError
+from resnest_deploy.exporters.graph_index import GraphIndex, attr
 from resnest_deploy.exporters.qdq_rules import check_cpu_qdq
+from resnest_deploy.models.registry import get_config
 from resnest_deploy.ort_session import ort_session
 from tests.conftest import assert_one_line_error
 
@@ -21,15 +26,103 @@ SMALL = 64
 pytestmark = pytest.mark.xdist_group("resnest50")
 
 
-def test_float_rewrites_compute_the_same_thing(export_cache):
-    """ReduceMean -> GlobalAveragePool and AveragePool -> depthwise Conv leave resnest50's outputs unchanged."""
-    model = onnx.load(str(export_cache("resnest50", SMALL).path))
+@pytest.mark.parametrize("arch, radix, avd_first", [("resnest50", 2, 0), ("resnest50_fast_4s2x40d", 4, 1)])
+def test_float_rewrites_compute_the_same_thing(export_cache, arch, radix, avd_first):
+    """ReduceMean -> GlobalAveragePool, AveragePool -> depthwise Conv and the radix parts computed apart leave the
+    outputs unchanged (radix 2; radix 4 with cardinality 2 and avd's pool before the grouped conv), and every
+    node of a cut layer keeps its layer's name (what --exclude matches)."""
+    model = onnx.load(str(export_cache(arch, SMALL).path))
     rewritten = cpu_rewrite(model)
     ops = [n.op_type for n in rewritten.graph.node]
     assert "ReduceMean" not in ops and "AveragePool" not in ops and ops.count("GlobalAveragePool") == 17
+    feature_splits = [n for n in rewritten.graph.node if n.op_type == "Split" and
+                      GraphIndex(rewritten.graph).producer(n.input[0]).op_type == "Relu"]
+    assert not feature_splits and "Slice" not in ops
+    # 16 blocks x (conv1, conv2) per part, and the 3 stride-2 blocks' avd pools (depthwise Convs) when they come first
+    assert sum(PART_MARK in n.name and n.op_type == "Conv" for n in rewritten.graph.node) == (16 * 2 + 3 * avd_first) * radix
     x = np.random.default_rng(0).normal(size=(3, 3, SMALL, SMALL)).astype(np.float32)
     before, after = (ort_session(m).run(None, {"input": x})[0] for m in (model, rewritten))
     np.testing.assert_allclose(after, before, rtol=0, atol=1e-4 * max(1.0, float(np.abs(before).max())))
+    stages = get_config(arch).stage_names()
+    original, cut = (layer_map(m, stages) for m in (model, rewritten))
+    assert set(cut.layers.values()) == set(original.layers.values())
+    assert {cut.layers[n.name] for n in rewritten.graph.node if PART_MARK in n.name} >= {
+        "layer1.0.conv1", "layer1.0.conv2.conv", "layer4.2.conv2.conv"}
+
+
+def _radix_graph(parts: int, groups: int, per_group: tuple[int, int], above: str, between: tuple[str, ...],
+                 bias: bool, size: int, sizes: list[int] | None = None) -> onnx.ModelProto:
+    """``[Conv -> Relu ->] between -> Conv(groups x parts) -> Relu -> Split(parts)``, the split parts as outputs;
+    ``above`` is ``conv``, ``shared`` (its output also a graph output, so it cannot be cut) or ``none``; the Split
+    has ``num_outputs``, or ``sizes`` as its second input."""
+    rng = np.random.default_rng(size * 31 + parts)
+    channels = parts * groups * per_group[0]
+    inits, nodes, outputs = [], [], []
+
+    def weight(name, shape):
+        inits.append(numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name))
+        return name
+
+    source, width = "input", channels if above == "none" else 3
+    if above != "none":
+        inputs = ["input", weight("a.weight", (channels, 3, 1, 1))] + ([weight("a.bias", (channels,))] if bias else [])
+        nodes += [helper.make_node("Conv", inputs, ["a"], name="a"), helper.make_node("Relu", ["a"], ["ra"], name="ra")]
+        source = "ra"
+        if above == "shared":
+            outputs.append("ra")
+    for i, op in enumerate(between):
+        if op == "depthwise":
+            nodes.append(helper.make_node("Conv", [source, weight(f"d{i}.weight", (channels, 1, 3, 3))], [f"m{i}"],
+                                          group=channels, pads=[1, 1, 1, 1], name=f"m{i}"))
+        else:
+            nodes.append(helper.make_node(op, [source], [f"m{i}"], name=f"m{i}", **(
+                {} if op == "Relu" else {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]})))
+        source = f"m{i}"
+    out_channels = parts * groups * per_group[1]
+    inputs = [source, weight("b.weight", (out_channels, per_group[0], 3, 3))]
+    nodes += [helper.make_node("Conv", inputs + ([weight("b.bias", (out_channels,))] if bias else []), ["b"],
+                               group=parts * groups, pads=[1, 1, 1, 1], name="b"),
+              helper.make_node("Relu", ["b"], ["rb"], name="rb"),
+              helper.make_node("Split", ["rb", "sizes"] if sizes else ["rb"], [f"part{p}" for p in range(parts)],
+                               axis=1, name="split", **({} if sizes else {"num_outputs": parts}))]
+    if sizes:
+        inits.append(numpy_helper.from_array(np.asarray(sizes, np.int64), "sizes"))
+    outputs += [f"part{p}" for p in range(parts)]
+    graph = helper.make_graph(nodes, "radix", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                             [2, width, size, size])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, [None] * 4) for o in outputs],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(parts=st.integers(2, 4), groups=st.integers(1, 3), per_group=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       above=st.sampled_from(["conv", "shared", "none"]),
+       between=st.lists(st.sampled_from(["Relu", "AveragePool", "MaxPool", "depthwise"]), max_size=2).map(tuple),
+       bias=st.booleans(), size=st.integers(3, 9), sizes_input=st.booleans())
+def test_radix_parts_are_computed_apart_exactly(parts, groups, per_group, above, between, bias, size, sizes_input):
+    """Any number of parts, groups per part and channels, with or without a Conv above to cut (else Slices of
+    the grouped Conv's input), per-channel ops between, biases or not: the same outputs, no Split left, and no
+    convolution with more groups than one part's."""
+    sizes = [groups * per_group[1]] * parts if sizes_input else None
+    model = _radix_graph(parts, groups, per_group, above, between, bias, size, sizes)
+    rewritten = separate_radix_parts(onnx.load_from_string(model.SerializeToString()))
+    onnx.checker.check_model(rewritten, full_check=True)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "Split" not in ops
+    assert ("Slice" in ops) == (above != "conv")
+    assert all(attr(n, "group", 1) <= groups for n in rewritten.graph.node if n.op_type == "Conv" and n.name[0] != "m")
+    x = np.random.default_rng(size).normal(size=(2, model.graph.input[0].type.tensor_type.shape.dim[1].dim_value,
+                                                  size, size)).astype(np.float32)
+    for before, after in zip(*(ort_session(m).run(None, {"input": x}) for m in (model, rewritten))):
+        np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-4)
+
+
+def test_unequal_or_unknown_radix_splits_are_left_alone():
+    """A Split into unequal parts is not a radix cut: the graph is returned as it was."""
+    model = _radix_graph(2, 2, (2, 2), "conv", (), True, 5, sizes=[3, 5])
+    rewritten = separate_radix_parts(onnx.load_from_string(model.SerializeToString()))
+    assert [n.op_type for n in rewritten.graph.node] == [n.op_type for n in model.graph.node]
 
 
 @pytest.mark.parametrize("size, ceil_mode, count_include_pad, pads, replaced", [
