@@ -1,7 +1,8 @@
 """INT8 for ONNX Runtime's CPU provider: latency against FP32, interleaved, for the CPU graph and the alternatives it
-was chosen from, on resnest50 and resnet50; and the whole-process time of `quantize --target cpu`.
+was chosen from, on resnest50, resnet50 and one of each other family (ResNeXt, SE, SK, ResNeSt with cardinality
+instead of radix); and the whole-process time of `quantize --target cpu`. About 10 minutes on 2 cores.
 
-Run:  .venv/bin/python benchmarks/cpu_int8.py [--archs resnest50,resnet50] [--threads 2]
+Run:  .venv/bin/python benchmarks/cpu_int8.py [--archs resnest50,resnet50,...] [--threads 2]
 
 For each architecture (random init, BatchNorm re-estimated; latency does not depend on the weights' values once
 BatchNorm keeps activations out of denormals):
@@ -37,6 +38,7 @@ from doc_sections import write_section  # noqa: E402
 from quantize_int8 import write_images  # noqa: E402
 
 DOCS = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "quantization.md")
+ARCHS = ("resnest50", "resnet50", "resnext50_32x4d", "seresnet50", "skresnet34", "resnest50_fast_1s4x24d")
 
 
 def cli(*args: str) -> float:
@@ -114,7 +116,7 @@ def timed(paths: dict[str, Path], images: np.ndarray, threads: int) -> list[tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--archs", default="resnest50,resnet50")
+    parser.add_argument("--archs", default=",".join(ARCHS))
     parser.add_argument("--threads", type=int, default=2)
     options = parser.parse_args()
     import torch

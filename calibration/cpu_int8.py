@@ -123,7 +123,7 @@ def _radix_site(split: onnx.NodeProto, index: GraphIndex, opset: int) -> _RadixS
         return None  # sizes computed at run time, or unequal parts
     parts = len(split.output)
     relu_b = _single(split.input[0], index, "Relu")
-    conv_b = relu_b and _single(relu_b.input[0], index, "Conv")
+    conv_b = _single(relu_b.input[0], index, "Conv") if relu_b is not None else None
     if conv_b is None or attr(conv_b, "group", 1) % parts or not _const_weights(conv_b, index):
         return None
     between: list[onnx.NodeProto] = []
@@ -203,6 +203,7 @@ def separate_radix_parts(model: onnx.ModelProto) -> onnx.ModelProto:
     ones (docs/quantization.md). With no Conv above to cut, each part reads a Slice of the grouped Conv's input.
     Weight slices are named ``<weight>#part<k>`` so they keep their module's layer name.
     """
+    name_nodes(model)
     index = GraphIndex(model.graph)
     replaced: dict[str, list[onnx.NodeProto]] = {}
     removed: set[str] = set()
@@ -211,7 +212,7 @@ def separate_radix_parts(model: onnx.ModelProto) -> onnx.ModelProto:
         site = _radix_site(split, index, default_opset(model))
         if site is None:
             continue
-        first = site.conv_a or site.conv_b
+        first = site.conv_a if site.conv_a is not None else site.conv_b
         replaced[first.name] = [n for part in range(len(split.output))
                                 for n in _part_nodes(site, index, part, weights)]
         removed.update(n.name for n in (*site.between, site.conv_b, site.relu_b, split) if n is not first)
@@ -253,7 +254,6 @@ def cpu_rewrite(model: onnx.ModelProto, *, radix_parts: bool = True) -> onnx.Mod
     out.graph.node.extend(nodes)
     out.graph.initializer.extend(weights)
     drop_unused_initializers(out.graph)
-    name_nodes(out)
     return separate_radix_parts(out) if radix_parts else out
 
 
