@@ -12,8 +12,7 @@ from onnx import numpy_helper
 
 from resnest_deploy.errors import ConfigError
 
-from .graph import default_opset
-from .graph_index import drop_unused_initializers
+from .graph_index import default_opset, drop_unused_initializers
 
 # Ops whose newer versions only widened accepted types or added attributes whose defaults keep the old behaviour.
 _SAME_FOR_FLOAT = {"Add", "Mul", "Sub", "Div", "Relu", "Reshape", "Identity", "Sigmoid", "Flatten", "Transpose",
