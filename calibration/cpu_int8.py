@@ -36,7 +36,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from resnest_deploy.exporters.graph_index import (GraphIndex, attr, default_opset, drop_unused_initializers,
-                                                  name_nodes)
+                                                  name_nodes, set_nodes)
 from resnest_deploy.models.config import HEAD
 
 from .int8 import Method, collect_ranges
@@ -208,20 +208,17 @@ def separate_radix_parts(model: onnx.ModelProto) -> onnx.ModelProto:
     replaced: dict[str, list[onnx.NodeProto]] = {}
     removed: set[str] = set()
     weights: list[onnx.TensorProto] = []
+    opset = default_opset(model)
     for split in model.graph.node:
-        site = _radix_site(split, index, default_opset(model))
+        site = _radix_site(split, index, opset)
         if site is None:
             continue
         first = site.conv_a if site.conv_a is not None else site.conv_b
         replaced[first.name] = [n for part in range(len(split.output))
                                 for n in _part_nodes(site, index, part, weights)]
         removed.update(n.name for n in (*site.between, site.conv_b, site.relu_b, split) if n is not first)
-    kept = [n for node in model.graph.node if node.name not in removed for n in replaced.get(node.name, [node])]
-    copies = [onnx.NodeProto() for _ in kept]
-    for copy, node in zip(copies, kept):
-        copy.CopyFrom(node)
-    del model.graph.node[:]
-    model.graph.node.extend(copies)
+    set_nodes(model.graph, [n for node in model.graph.node if node.name not in removed
+                            for n in replaced.get(node.name, [node])])
     model.graph.initializer.extend(weights)
     drop_unused_initializers(model.graph)
     return model
@@ -250,8 +247,7 @@ def cpu_rewrite(model: onnx.ModelProto, *, radix_parts: bool = True) -> onnx.Mod
         nodes.append(node)
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
+    set_nodes(out.graph, nodes)
     out.graph.initializer.extend(weights)
     drop_unused_initializers(out.graph)
     return separate_radix_parts(out) if radix_parts else out

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import onnx
 
 from resnest_deploy.errors import ConfigError
-from resnest_deploy.exporters.graph_index import drop_unused_initializers, name_nodes, sort_topologically
+from resnest_deploy.exporters.graph_index import drop_unused_initializers, name_nodes, set_nodes, sort_topologically
 
 from .layers import LayerMap, layer_map
 
@@ -94,8 +94,7 @@ def fold_constant_casts(graph: onnx.GraphProto) -> None:
         for i, name in enumerate(node.input):
             if name in renames:
                 node.input[i] = renames[name]
-    del graph.node[:]
-    graph.node.extend(keep)
+    set_nodes(graph, keep)
     folded_names = {t.name for t in folded}
     graph_initializers = [i for i in graph.initializer if i.name not in folded_names]
     del graph.initializer[:]

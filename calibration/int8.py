@@ -38,7 +38,8 @@ from onnx import TensorProto, helper, numpy_helper
 from resnest_deploy import interrupts
 from resnest_deploy.batching import chunks, fit_batch
 from resnest_deploy.errors import ConfigError
-from resnest_deploy.exporters.graph_index import GraphIndex, attr, default_opset, drop_unused_initializers, fixed_batch
+from resnest_deploy.exporters.graph_index import (GraphIndex, attr, default_opset, drop_unused_initializers, fixed_batch,
+                                                  set_nodes)
 
 from .layers import WEIGHTED, LayerMap
 
@@ -299,8 +300,7 @@ def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> on
         ordered.append(node)
         for name in node.output:
             ordered += after.pop(name, [])
-    del graph.node[:]
-    graph.node.extend(ordered)
+    set_nodes(graph, ordered)
     graph.initializer.extend(inits + weight_inits)
     drop_unused_initializers(graph)
     return out

@@ -124,8 +124,14 @@ def sort_topologically(graph: onnx.GraphProto) -> None:
             ordered.append(node)
             available.update(node.output)
         pending = [n for n in pending if id(n) not in ready_ids]
-    copies = [onnx.NodeProto() for _ in ordered]
-    for copy, node in zip(copies, ordered):
+    set_nodes(graph, ordered)
+
+
+def set_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
+    """Make ``nodes`` the graph's nodes, in that order. They are copied first: they may be the graph's own, and a
+    message deleted from its repeated field is not one to rely on afterwards."""
+    copies = [onnx.NodeProto() for _ in nodes]
+    for copy, node in zip(copies, nodes):
         copy.CopyFrom(node)
     del graph.node[:]
     graph.node.extend(copies)
