@@ -20,6 +20,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from resnest_deploy.exporters.graph import tensor_info
+from tests import golden
 from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli, write_test_images
 
 ARCH, SIZE = "resnest14d", 64
@@ -41,9 +42,20 @@ pytestmark = pytest.mark.xdist_group("deploy")
 
 
 def _deploy(out: Path, *extra: str, cwd: Path | None = None):
+    # One compute thread: BatchNorm re-estimation sums in another order with two, and the golden files hold the bytes
+    # one thread gives.
     return run_cli("deploy", "--arch", ARCH, "--img-size", str(SIZE), "--calib-data", "synthetic", "--calib-size",
                    "8", "--samples", "4", "--bench-batch", "1", "--iters", "1", "--out", str(out), *extra,
-                   cwd=cwd or out.parent)
+                   cwd=cwd or out.parent, env={"OMP_NUM_THREADS": "1"})
+
+
+def assert_matches_golden(out: Path, name: str) -> None:
+    """The run wrote exactly what the recorded version of the code wrote for the same command (tests/golden.py):
+    the same files, the same artifacts by content, the same configs and scripts byte for byte."""
+    recorded = golden.load(name)
+    if recorded["versions"] != golden.versions():
+        pytest.skip(f"golden {name} was recorded under {recorded['versions']}, not {golden.versions()}")
+    assert golden.run_digest(out) == recorded["files"]
 
 
 def _statuses(result) -> dict[str, str]:
@@ -92,6 +104,10 @@ def test_first_run_makes_every_artifact_report_bundle_and_the_repository(first_r
     assert "| int8 | 1:16:64 | none | 4 GiB | resnest14d_trt_int8/1/model.sm89.plan | to build |" in page
     assert "model.sm89.plan (to build)" in page
     assert not list(out.rglob("*.tmp"))
+
+
+def test_first_run_writes_what_the_recorded_layout_wrote(first_run):
+    assert_matches_golden(first_run[1], "deploy-targets")
 
 
 def _config(path: Path) -> model_config_pb2.ModelConfig:
@@ -257,3 +273,4 @@ def test_the_cpu_model_can_be_the_int8_graph_made_for_onnx_runtime(tmp_path):
     assert served.read_bytes() == (out / "onnx" / "resnest14d.int8-cpu.onnx").read_bytes()
     page = (out / "report.md").read_text()
     assert "CPU hosts: ONNX Runtime, INT8 made for its CPU kernels" in page and "int8-cpu" in page
+    assert_matches_golden(out, "deploy-cpu-int8")
