@@ -27,7 +27,7 @@ import io
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +38,11 @@ from onnx import helper, numpy_helper, shape_inference
 from resnest_deploy.exporters.graph_index import (GraphIndex, attr, default_opset, drop_unused_initializers,
                                                   name_nodes, set_nodes)
 from resnest_deploy.models.config import HEAD
+from resnest_deploy.progress import ProgressFn
 
 from .int8 import Method, collect_ranges
 from .layers import PART_MARK, layer_map
 
-ProgressFn = Callable[[int, int], None]
 # The quantizer's calibration method for each of ours (the cache names it; ranges are ours either way).
 _ORT_METHOD = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -263,7 +263,7 @@ def quantize_for_cpu(model: onnx.ModelProto, data: np.ndarray, *, method: str, s
         method: ``max``, ``entropy`` or ``percentile``.
         stage_names: The model's stages, for ``exclude``.
         exclude: ``--exclude`` patterns (layers or stages kept in float), checked to match something.
-        progress: Called with (images done, total) during calibration.
+        progress: Called with (``calibrate``, images done, total) during calibration.
 
     Raises:
         ConfigError: An ``exclude`` pattern matches nothing.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,12 +21,12 @@ from resnest_deploy.atomic import atomic_path
 from resnest_deploy.errors import ConfigError
 from resnest_deploy.hashing import record_sha256
 from resnest_deploy.models import InputConfig
+from resnest_deploy.progress import ProgressFn
 
 from .images import ImageSet, find_images, iter_batches, open_rgb, read_list_file
 
 SYNTHETIC = "synthetic"
 DEFAULT_CALIB_SIZE = 512
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -81,27 +80,75 @@ def check_source(source: str | os.PathLike[str]) -> None:
         raise ConfigError(f"{path}: not a folder or a list file")
 
 
-def check_usable(source: str | os.PathLike[str], count: int, seed: int) -> None:
-    """Check, before any slow work, that the images ``count`` and ``seed`` would choose include a readable one.
+@dataclass(frozen=True)
+class CalibrationSelection:
+    """The calibration images of one run, chosen once (a source is opened and sampled here and nowhere else).
 
-    Decodes chosen files in order until one works (a folder of good images costs one decode).
+    Attributes:
+        source: The folder, list file or ``synthetic``, as given.
+        images: The chosen files (None for synthetic data).
+        count: Images asked for.
+        seed: Seed of the sampling (and of synthetic data).
+        warnings: What the user should know about the choice (fewer images than asked).
+    """
+
+    source: str
+    images: ImageSet | None
+    count: int
+    seed: int
+    warnings: tuple[str, ...] = ()
+
+    def key(self, cfg: InputConfig) -> str:
+        """What the calibration tensor depends on: the chosen files (path, size, mtime) and the preprocessing."""
+        if self.images is None:
+            return record_sha256({"source": SYNTHETIC, "count": self.count, "seed": self.seed, "size": cfg.size})
+        return file_list_key(self.images.files, cfg)
+
+    def check_usable(self) -> None:
+        """Decode chosen files in order until one works (a folder of good images costs one decode).
+
+        Raises:
+            ConfigError: None of the chosen files decodes.
+        """
+        if self.images is None:
+            return
+        reasons = []
+        for path in self.images.files:
+            try:
+                open_rgb(path)
+                return
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+                reasons.append((path, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
+        example = f", e.g. {reasons[0][0].name}: {reasons[0][1]}" if reasons else ""
+        raise ConfigError(f"{self.source}: no readable images among {len(self.images.files)} files{example}")
+
+
+def select_calibration(source: str | os.PathLike[str], count: int, seed: int) -> CalibrationSelection:
+    """Open a calibration source and choose ``count`` images with ``seed`` (see :func:`sample_images`).
+
+    Raises:
+        ConfigError: Missing or empty source, or a count below 1.
+    """
+    if isinstance(source, CalibrationSelection):
+        return source
+    check_source(source)
+    if count < 1:
+        raise ConfigError(f"--calib-size must be >= 1, got {count}")
+    if str(source) == SYNTHETIC:
+        return CalibrationSelection(SYNTHETIC, None, count, seed)
+    images, warnings = sample_images(open_source(source), count, seed)
+    return CalibrationSelection(str(source), images, count, seed, tuple(warnings))
+
+
+def check_usable(source: str | os.PathLike[str], count: int, seed: int) -> CalibrationSelection:
+    """Choose the images ``count`` and ``seed`` pick and check, before any slow work, that one of them decodes.
 
     Raises:
         ConfigError: Missing or empty source, or none of the chosen files decodes.
     """
-    check_source(source)
-    if str(source) == SYNTHETIC:
-        return
-    images, _ = sample_images(open_source(source), count, seed)
-    reasons = []
-    for path in images.files:
-        try:
-            open_rgb(path)
-            return
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            reasons.append((path, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
-    example = f", e.g. {reasons[0][0].name}: {reasons[0][1]}" if reasons else ""
-    raise ConfigError(f"{source}: no readable images among {len(images.files)} files{example}")
+    selection = select_calibration(source, count, seed)
+    selection.check_usable()
+    return selection
 
 
 def open_source(source: str | os.PathLike[str]) -> ImageSet:
@@ -144,29 +191,30 @@ def file_list_key(files: tuple[Path, ...], cfg: InputConfig) -> str:
 
 
 def load_calibration(
-    source: str | os.PathLike[str], cfg: InputConfig, *, count: int = DEFAULT_CALIB_SIZE, seed: int = 0,
+    source: str | os.PathLike[str] | CalibrationSelection, cfg: InputConfig, *, count: int = DEFAULT_CALIB_SIZE,
+    seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True, progress: ProgressFn | None = None,
 ) -> CalibrationData:
     """Choose, decode and preprocess calibration images (or read them from the cache).
 
     Args:
-        source: Folder (class tree or flat), list file, or ``"synthetic"``.
+        source: Folder (class tree or flat), list file, or ``"synthetic"``; or images already chosen by
+            :func:`select_calibration` (``count`` and ``seed`` are then the selection's).
         cfg: The artifact's input settings (size, crop, interpolation, mean/std).
         count: Images to use; all of them (with a warning) when the source has fewer.
         seed: Seed of the sampling (and of synthetic data).
         cache_dir: Where preprocessed tensors are cached (default :func:`default_cache_dir`).
         use_cache: Read and write the cache.
-        progress: Called with (images done, images total) while decoding.
+        progress: Called with (``calibration data``, images done, images total) while decoding.
 
     Raises:
         ConfigError: Missing or empty source, or no readable image among those chosen.
     """
-    if count < 1:
-        raise ConfigError(f"--calib-size must be >= 1, got {count}")
-    if str(source) == SYNTHETIC:
-        return _synthetic(cfg, count, seed)
-    images, warnings = sample_images(open_source(source), count, seed)
-    key = file_list_key(images.files, cfg)
+    selection = select_calibration(source, count, seed)
+    if selection.images is None:
+        return _synthetic(cfg, selection)
+    images, warnings, source = selection.images, list(selection.warnings), selection.source
+    key = selection.key(cfg)
     cache_file = Path(cache_dir or default_cache_dir()) / "calibration" / f"{key[:32]}.npz"
     if use_cache and cache_file.is_file():
         try:
@@ -182,7 +230,7 @@ def load_calibration(
         used += [str(f) for f in batch.files]
         skipped += [(str(f), reason) for f, reason in batch.skipped]
         if progress:
-            progress(len(used) + len(skipped), len(images.files))
+            progress("calibration data", len(used) + len(skipped), len(images.files))
     if not used:
         example = f", e.g. {Path(skipped[0][0]).name}: {skipped[0][1]}" if skipped else ""
         raise ConfigError(f"{source}: no readable images among {len(images.files)} files{example}")
@@ -204,13 +252,14 @@ def _store(path: Path, array: np.ndarray, files: list[str], skipped: list[tuple[
         pass  # the cache is an optimisation; an unwritable cache folder must not fail the quantization
 
 
-def _synthetic(cfg: InputConfig, count: int, seed: int) -> CalibrationData:
+def _synthetic(cfg: InputConfig, selection: CalibrationSelection) -> CalibrationData:
     import torch
 
     from resnest_deploy.models.synthetic import synthetic_images
 
-    array = synthetic_images(count, cfg.size, torch.Generator().manual_seed(seed)).numpy()
-    key = record_sha256({"source": SYNTHETIC, "count": count, "seed": seed, "size": cfg.size})
+    generator = torch.Generator().manual_seed(selection.seed)
+    array = synthetic_images(selection.count, cfg.size, generator).numpy()
+    key = selection.key(cfg)
     warning = ("calibrating on synthetic images: fine for checking the pipeline on a random-init model, "
                "not representative of real data")
     return CalibrationData(array, SYNTHETIC, [], key, warnings=[warning])

@@ -25,7 +25,7 @@ import fnmatch
 import io
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -38,6 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 from resnest_deploy import interrupts
 from resnest_deploy.batching import chunks, fit_batch
 from resnest_deploy.errors import ConfigError
+from resnest_deploy.progress import ProgressFn
 from resnest_deploy.exporters.graph_index import (GraphIndex, attr, default_opset, drop_unused_initializers, fixed_batch,
                                                   set_nodes)
 
@@ -59,7 +60,6 @@ METHODS = tuple(m.value for m in Method)
 ATTENTION_PATTERNS = ("*.fc1", "*.fc2", "*.attn.fc_reduce", "*.attn.fc_select")
 QMAX = 127.0
 PERCENTILE = 99.99
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Use:
 
 
 @dataclass(frozen=True)
-class Plan:
+class QdqPlacement:
     """Where Q/DQ goes in one graph."""
 
     uses: tuple[Use, ...]
@@ -102,13 +102,13 @@ class Plan:
             seen.setdefault(use.block)
         return list(seen)
 
-    def only(self, blocks: Iterable[str]) -> Plan:
+    def only(self, blocks: Iterable[str]) -> QdqPlacement:
         keep = set(blocks)
-        return Plan(tuple(u for u in self.uses if u.block in keep), self.excluded)
+        return QdqPlacement(tuple(u for u in self.uses if u.block in keep), self.excluded)
 
 
-def plan_qdq(model: onnx.ModelProto, layers: LayerMap, *, exclude: Sequence[str] = (),
-             quantize_attention: bool = False) -> Plan:
+def place_qdq(model: onnx.ModelProto, layers: LayerMap, *, exclude: Sequence[str] = (),
+             quantize_attention: bool = False) -> QdqPlacement:
     """Find every Q/DQ site of a float graph and drop those whose layer or stage matches an ``exclude`` pattern.
 
     Args:
@@ -139,7 +139,7 @@ def plan_qdq(model: onnx.ModelProto, layers: LayerMap, *, exclude: Sequence[str]
     patterns = list(exclude) + ([] if quantize_attention else list(ATTENTION_PATTERNS))
     kept = tuple(u for u in uses if not _matches(u, patterns))
     excluded = tuple(u for u in uses if _matches(u, patterns))
-    return Plan(kept, excluded)
+    return QdqPlacement(kept, excluded)
 
 
 def _matches(use: Use, patterns: Sequence[str]) -> bool:
@@ -169,7 +169,7 @@ def calibrate(
         data: Preprocessed images [N, 3, H, W], N >= 1.
         method: ``max`` (MinMax), ``entropy`` (KL divergence, 2048 bins into 128) or ``percentile`` (99.99%).
         batch: Images per inference (ignored for graphs with a fixed batch: their own batch is used).
-        progress: Called with (images done, total).
+        progress: Called with (``calibrate``, images done, total).
 
     Raises:
         ConfigError: Unknown method, bad batch, or no images.
@@ -216,7 +216,7 @@ def collect_ranges(
             with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print as they go
                 calibrator.collect_data(reader)
             if progress:
-                progress(stop, len(data))
+                progress("calibrate", stop, len(data))
         with contextlib.redirect_stdout(io.StringIO()):
             return calibrator.compute_data()
 
@@ -282,7 +282,7 @@ class _Reader:
 # ------------------------------------------------------------------------------------------------- insertion
 
 
-def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> onnx.ModelProto:
+def insert_qdq(model: onnx.ModelProto, plan: QdqPlacement, amax: dict[str, float]) -> onnx.ModelProto:
     """A copy of ``model`` with the plan's Q/DQ pairs (activations) and INT8 weights + DequantizeLinear."""
     if default_opset(model) < 13:
         raise ConfigError("per-channel Q/DQ needs opset >= 13")
@@ -306,7 +306,7 @@ def insert_qdq(model: onnx.ModelProto, plan: Plan, amax: dict[str, float]) -> on
     return out
 
 
-def _activation_qdq(plan: Plan, amax: dict[str, float], nodes: dict[str, onnx.NodeProto]
+def _activation_qdq(plan: QdqPlacement, amax: dict[str, float], nodes: dict[str, onnx.NodeProto]
                     ) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
     """One symmetric per-tensor Q/DQ pair per quantized activation; its users are rewired to the DQ output."""
     after: dict[str, list[onnx.NodeProto]] = defaultdict(list)
@@ -333,7 +333,7 @@ def _activation_qdq(plan: Plan, amax: dict[str, float], nodes: dict[str, onnx.No
     return after, inits
 
 
-def _weight_dq(plan: Plan, initializers: dict[str, TensorProto], nodes: dict[str, onnx.NodeProto]
+def _weight_dq(plan: QdqPlacement, initializers: dict[str, TensorProto], nodes: dict[str, onnx.NodeProto]
                ) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
     """INT8 weights with one symmetric scale per output channel, dequantized right before their node."""
     before: dict[str, list[onnx.NodeProto]] = defaultdict(list)

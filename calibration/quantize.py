@@ -9,11 +9,8 @@ the eager model is the ``parity`` command's job.
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -22,102 +19,27 @@ import onnx
 
 from resnest_deploy import interrupts
 from resnest_deploy.atomic import atomic_path, ensure_writable_dir
-from resnest_deploy.paths import output_file
-from resnest_deploy.batching import run_batched
 from resnest_deploy.checks import Check, failures
-from resnest_deploy.errors import ConfigError, VerificationError, check_minimums
+from resnest_deploy.errors import ConfigError, VerificationError
 from resnest_deploy.exporters.graph import inspect_onnx, load_onnx, tensor_info
-from resnest_deploy.exporters.graph_index import default_opset, fixed_batch, name_nodes
-from resnest_deploy.exporters.metadata import ArtifactMeta, library_versions, read_metadata, write_manifest, \
-    write_metadata
+from resnest_deploy.exporters.graph_index import default_opset, name_nodes
+from resnest_deploy.exporters.metadata import ArtifactMeta, read_metadata, write_manifest, write_metadata
 from resnest_deploy.exporters.qdq_rules import check_cpu_qdq, check_qdq_rules, has_qdq
-from resnest_deploy.metrics import ParityMetrics, compare_logits
+from resnest_deploy.kinds import Precision, Runtime
+from resnest_deploy.metrics import ParityMetrics
 from resnest_deploy.models import get_config
-from resnest_deploy.ort_session import ort_session
+from resnest_deploy.paths import output_file
+from resnest_deploy.progress import ProgressFn, ignore
 from resnest_deploy.stages import stage_durations
+from resnest_deploy.versions import library_versions
 
 from .cpu_int8 import quantize_for_cpu
-from .dataset import DEFAULT_CALIB_SIZE, SYNTHETIC, CalibrationData, check_source, load_calibration
-from .fp16 import DEFAULT_KEEP_FP32_OPS, convert_fp16
-from .int8 import Method, Plan, calibrate, insert_qdq, plan_qdq
+from .dataset import SYNTHETIC, CalibrationData, load_calibration
+from .fp16 import convert_fp16
+from .int8 import Method, QdqPlacement, calibrate, insert_qdq, place_qdq
 from .layers import LayerMap, layer_map
-
-PhaseFn = Callable[[str, int, int], None]
-MIN_IMG_SIZE = 32
-
-
-class Precision(str, Enum):
-    """What ``quantize`` makes: an FP16-typed graph or an explicit Q/DQ INT8 graph."""
-
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class Target(str, Enum):
-    """Who runs the INT8 graph: TensorRT (signed symmetric Q/DQ placed for its fusions) or ONNX Runtime's CPU
-    provider (U8S8 Q/DQ on every op it has an integer kernel for)."""
-
-    tensorrt = "tensorrt"
-    cpu = "cpu"
-
-
-DEFAULT_METHOD = Method.percentile  # best of the three on the trained test model (docs/quantization.md)
-
-
-@dataclass(frozen=True)
-class QuantizeOptions:
-    """What ``quantize`` does.
-
-    Attributes:
-        model: The FP32 ONNX file (this tool's export, or any [N,3,H,W] -> [N,classes] classifier with ``arch``).
-        precision: ``fp16`` or ``int8``.
-        output: Target path (an existing folder: the default name inside it) [default: ``<model>.<precision>.onnx``
-            beside the input].
-        calib_data: Image folder, list file, or ``synthetic`` (INT8; optional for FP16 verification).
-        calib_size: Calibration images; all of them, with a warning, when fewer exist.
-        method: ``percentile``, ``max`` or ``entropy`` (ONNX Runtime's calibrators).
-        exclude: fnmatch patterns of layers/stages kept in float (``layer4.*``, ``*.conv2.fc1``, ``stem``).
-        quantize_attention: INT8 for the split-attention/SK/SE fc layers too (float by default).
-        keep_fp32_ops: FP16 only: op types left in FP32 (``Softmax``, ``ReduceMean``, ``Gemm``).
-        seed: Seed of the image sampling.
-        arch: Architecture, for ONNX files without this tool's metadata.
-        img_size: Input size, for ONNX files without metadata and a dynamic input size.
-        cache_dir: Calibration tensor cache folder; ``use_cache`` turns it off.
-        sensitivity: Quantize one block at a time and rank blocks by the error each adds (INT8).
-        verify_samples: Images used to compare with the FP32 graph.
-        target: INT8 only: ``tensorrt`` (default) or ``cpu`` (ONNX Runtime's CPU provider, docs/quantization.md).
-    """
-
-    model: Path
-    precision: Precision | str
-    output: Path | None = None
-    calib_data: str | None = None
-    calib_size: int = DEFAULT_CALIB_SIZE
-    method: Method | str = DEFAULT_METHOD
-    exclude: tuple[str, ...] = ()
-    quantize_attention: bool = False
-    keep_fp32_ops: tuple[str, ...] = DEFAULT_KEEP_FP32_OPS
-    seed: int = 0
-    arch: str | None = None
-    img_size: int | None = None
-    cache_dir: Path | None = None
-    use_cache: bool = True
-    sensitivity: bool = False
-    verify_samples: int = 64
-    target: Target | str = Target.tensorrt
-
-
-@dataclass(frozen=True)
-class BlockSensitivity:
-    """The error one block adds when it alone is quantized."""
-
-    block: str
-    sites: int
-    error: float  # 1 - mean cosine vs FP32 with only this block quantized
-    top1_agreement: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+from .options import QuantizeOptions, default_output, validate_options
+from .sensitivity import BlockSensitivity, block_sensitivity, compare_graphs
 
 
 @dataclass
@@ -130,7 +52,7 @@ class QuantizeResult:
     agreement: ParityMetrics
     rules: list[Check] = field(default_factory=list)
     calibration: CalibrationData | None = None
-    plan: Plan | None = None
+    placement: QdqPlacement | None = None
     sensitivity: list[BlockSensitivity] = field(default_factory=list)
     suggested_exclude: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -154,18 +76,9 @@ class _Converted:
 
     model: onnx.ModelProto
     record: dict[str, Any]
-    plan: Plan | None = None
+    placement: QdqPlacement | None = None
     sensitivity: list[BlockSensitivity] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
-
-
-def default_output(model: Path, precision: str, target: str = "tensorrt") -> Path:
-    """``<stem>.<precision>.onnx`` beside the FP32 file (``<stem>.int8-cpu.onnx`` for the CPU target; a
-    ``.fp32``/``.fp16``/``.int8`` stem suffix is dropped)."""
-    stem = model.name.removesuffix(".onnx")
-    for suffix in (".fp32", ".fp16", ".int8-cpu", ".int8"):
-        stem = stem.removesuffix(suffix)
-    return model.with_name(f"{stem}.{precision}{'-cpu' if target == Target.cpu else ''}.onnx")
 
 
 def resolve_meta(model: onnx.ModelProto, path: Path, arch: str | None, img_size: int | None) -> ArtifactMeta:
@@ -198,44 +111,7 @@ def resolve_meta(model: onnx.ModelProto, path: Path, arch: str | None, img_size:
                         weights="unknown (ONNX without metadata)", opset=default_opset(model), batch=str(batch))
 
 
-def validate_options(options: QuantizeOptions) -> None:
-    """Check every option before any work starts (a typo found after calibration wastes minutes).
-
-    Raises:
-        ConfigError: The first invalid option or combination.
-    """
-    precisions, methods = [p.value for p in Precision], [m.value for m in Method]
-    if options.precision not in precisions:
-        raise ConfigError(f"unknown precision {options.precision!r}; use {' or '.join(precisions)}")
-    if options.method not in methods:
-        raise ConfigError(f"unknown calibration method {options.method!r}; use one of {', '.join(methods)}")
-    int8 = options.precision == Precision.int8
-    if int8 and not options.calib_data:
-        raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images "
-                          f"('{SYNTHETIC}' only checks the pipeline)")
-    check_minimums(("--calib-size", options.calib_size, 1), ("--seed", options.seed, 0),
-                   ("--verify-samples", options.verify_samples, 1))
-    if options.img_size is not None and options.img_size < MIN_IMG_SIZE:
-        raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {options.img_size}")
-    if options.target not in [t.value for t in Target]:
-        raise ConfigError(f"unknown target {options.target!r}; use tensorrt or cpu")
-    if options.target == Target.cpu and not int8:
-        raise ConfigError("--target cpu makes an INT8 graph for ONNX Runtime's CPU kernels; FP16 on a CPU runs in "
-                          "FP32 with Casts, so use --precision int8 (or the FP32 model) for CPU serving")
-    if not int8 and (options.sensitivity or options.quantize_attention):
-        raise ConfigError("--sensitivity and --quantize-attention apply to --precision int8 only")
-    if options.target == Target.cpu and (options.sensitivity or options.quantize_attention):
-        raise ConfigError("--sensitivity and --quantize-attention apply to --target tensorrt (the CPU graph "
-                          "quantizes every op ONNX Runtime has an integer kernel for)")
-    if int8 and options.keep_fp32_ops:
-        raise ConfigError("--keep-fp32 applies to --precision fp16 only (INT8 keeps layers float with --exclude)")
-    if any(not p.strip() for p in (*options.exclude, *options.keep_fp32_ops)):
-        raise ConfigError("--exclude and --keep-fp32 take non-empty patterns")
-    if options.calib_data:
-        check_source(options.calib_data)
-
-
-def quantize_onnx(options: QuantizeOptions, *, progress: PhaseFn | None = None) -> QuantizeResult:
+def quantize_onnx(options: QuantizeOptions, *, progress: ProgressFn | None = None) -> QuantizeResult:
     """Make the FP16 or INT8 version of an FP32 ONNX file; see :class:`QuantizeOptions`.
 
     Raises:
@@ -245,10 +121,10 @@ def quantize_onnx(options: QuantizeOptions, *, progress: PhaseFn | None = None) 
         VerificationError: The result breaks TensorRT's Q/DQ rules or is not finite (nothing is written).
     """
     validate_options(options)
-    report = progress or (lambda *_: None)
+    report = progress or ignore
     starts: dict[str, float] = {}
 
-    def stage(name: str, done: int = 0, total: int = 1) -> None:
+    def stage(name: str, done: int = 0, total: int | None = 1) -> None:
         if name not in starts:
             starts[name] = time.perf_counter()
             interrupts.set_stage(f"quantize: {name}")
@@ -261,14 +137,14 @@ def quantize_onnx(options: QuantizeOptions, *, progress: PhaseFn | None = None) 
         if options.precision == Precision.fp16:
             stage("convert")
             converted = _to_fp16(options, source)
-        elif options.target == Target.cpu:
+        elif options.target == Runtime.cpu:
             converted = _to_cpu_int8(options, source, calib, stage)
         else:
             converted = _to_int8(options, source, calib, verify_x, stage)
         if calib is not None and "calibration" not in converted.record:
             converted.record["verification_data"] = calib.record()
         stage("verify")
-        target = Target(options.target).value
+        target = Runtime(options.target).value
         agreement, rules = _verify(source.model, converted.model, verify_x, Precision(options.precision).value,
                                    target)
         converted.record["vs_fp32"] = agreement.to_dict()
@@ -281,7 +157,7 @@ def quantize_onnx(options: QuantizeOptions, *, progress: PhaseFn | None = None) 
             checks=[c.to_dict() for c in contract], sensitivity=[s.to_dict() for s in converted.sensitivity],
             suggested_exclude=converted.suggestions, warnings=warnings, timings_s=timings,
         )
-    return QuantizeResult(source.output, manifest, new_meta, agreement, rules, calib, converted.plan,
+    return QuantizeResult(source.output, manifest, new_meta, agreement, rules, calib, converted.placement,
                           converted.sensitivity, converted.suggestions, warnings, timings)
 
 
@@ -296,7 +172,7 @@ def _load(options: QuantizeOptions) -> _Source:
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         raise ConfigError(f"{path.name} already holds FP16 weights; quantize the FP32 export")
     name_nodes(model)
-    default = default_output(path, Precision(options.precision).value, Target(options.target).value)
+    default = default_output(path, Precision(options.precision).value, Runtime(options.target).value)
     output = output_file(options.output or default, default.name)
     if output.resolve() == path.resolve():
         raise ConfigError(f"--output {output} would overwrite the input model")
@@ -305,14 +181,14 @@ def _load(options: QuantizeOptions) -> _Source:
 
 
 def _calibration_data(options: QuantizeOptions, meta: ArtifactMeta,
-                      stage: PhaseFn) -> tuple[CalibrationData | None, np.ndarray]:
+                      stage: ProgressFn) -> tuple[CalibrationData | None, np.ndarray]:
     """The calibration images (if any), and the images the result is verified on."""
     calib = None
     if options.calib_data:
         stage("calibration data")
         calib = load_calibration(options.calib_data, meta.input, count=options.calib_size, seed=options.seed,
                                  cache_dir=options.cache_dir, use_cache=options.use_cache,
-                                 progress=lambda d, t: stage("calibration data", d, t))
+                                 progress=stage)
     source = calib.array if calib is not None else \
         load_calibration(SYNTHETIC, meta.input, count=16, seed=options.seed).array
     return calib, source[: options.verify_samples]
@@ -327,42 +203,42 @@ def _to_fp16(options: QuantizeOptions, source: _Source) -> _Converted:
 
 
 def _to_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData | None, verify_x: np.ndarray,
-             stage: PhaseFn) -> _Converted:
+             stage: ProgressFn) -> _Converted:
     assert calib is not None  # validate_options demands calibration data for INT8
     source.layers.check_patterns(options.exclude, "--exclude", extra=_residual_names(source))
-    plan = plan_qdq(source.model, source.layers, exclude=options.exclude,
-                    quantize_attention=options.quantize_attention)
-    if not plan.uses:
+    placement = place_qdq(source.model, source.layers, exclude=options.exclude,
+                          quantize_attention=options.quantize_attention)
+    if not placement.uses:
         raise ConfigError("every layer is excluded; nothing to quantize")
     stage("calibrate")
-    wanted = plan_qdq(source.model, source.layers, quantize_attention=True).activation_tensors \
-        if options.sensitivity else plan.activation_tensors
+    wanted = place_qdq(source.model, source.layers, quantize_attention=True).activation_tensors \
+        if options.sensitivity else placement.activation_tensors
     amax = calibrate(source.model, wanted, calib.array, method=Method(options.method).value,
-                     progress=lambda d, t: stage("calibrate", d, t))
+                     progress=stage)
     interrupts.check()
     stage("convert")
-    converted = _Converted(insert_qdq(source.model, plan, amax), {}, plan)
+    converted = _Converted(insert_qdq(source.model, placement, amax), {}, placement)
     if options.sensitivity:
         converted.sensitivity, converted.suggestions = block_sensitivity(
-            source.model, plan, amax, verify_x[:32], progress=lambda d, t: stage("sensitivity", d, t))
+            source.model, placement, amax, verify_x[:32], progress=stage)
     method = Method(options.method).value
     converted.record = {
         "precision": "int8", "method": method, "calibrator": f"onnxruntime.quantization ({method})",
         "calibration": calib.record(), "exclude": list(options.exclude),
         "quantize_attention": options.quantize_attention,
-        "quantized_layers": sum(1 for u in plan.uses if u.kind == "weight"),
-        "float_layers": sorted({u.owner for u in plan.excluded if u.kind == "weight"}),
+        "quantized_layers": sum(1 for u in placement.uses if u.kind == "weight"),
+        "float_layers": sorted({u.owner for u in placement.excluded if u.kind == "weight"}),
     }
     return converted
 
 
 def _to_cpu_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData | None,
-                 stage: PhaseFn) -> _Converted:
+                 stage: ProgressFn) -> _Converted:
     assert calib is not None  # validate_options demands calibration data for INT8
     stage("calibrate")
     method = Method(options.method).value
     model = quantize_for_cpu(source.model, calib.array, method=method, stage_names=source.layers.stage_names,
-                             exclude=options.exclude, progress=lambda d, t: stage("calibrate", d, t))
+                             exclude=options.exclude, progress=stage)
     interrupts.check()
     stage("convert")
     record = {"precision": "int8", "target": "cpu", "method": method, "format": "QDQ U8S8, per-channel weights",
@@ -380,7 +256,7 @@ def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray, 
             target: str) -> tuple[ParityMetrics, list[Check]]:
     """Agreement with the FP32 graph and the INT8 target's Q/DQ rules; raise when the result is unusable."""
     agreement = compare_graphs(reference, result, x)
-    rules = [] if precision != Precision.int8 else check_cpu_qdq(result) if target == Target.cpu else \
+    rules = [] if precision != Precision.int8 else check_cpu_qdq(result) if target == Runtime.cpu else \
         check_qdq_rules(result)
     problems = [f"{r.name}: {r.detail}" for r in failures(rules)]
     if not np.isfinite(agreement.max_abs_rel):
@@ -394,7 +270,7 @@ def _write(converted: _Converted, source: _Source, precision: str,
            target: str) -> tuple[ArtifactMeta, tuple[Check, ...]]:
     """Store the metadata, check the graph contract on the saved file, and rename it into place."""
     meta = source.meta
-    new_meta = meta.with_changes(precision=precision, versions={**meta.versions, **library_versions("onnxruntime")},
+    new_meta = meta.with_changes(precision=precision, versions={**meta.versions, **library_versions()},
                                  extra={**meta.extra, "quantization": converted.record}, target=target)
     result = converted.model
     write_metadata(result, new_meta)
@@ -408,40 +284,3 @@ def _write(converted: _Converted, source: _Source, precision: str,
     return new_meta, contract.checks
 
 
-def compare_graphs(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np.ndarray) -> ParityMetrics:
-    """Run both graphs on ``x`` with ONNX Runtime (CPU) and compare the candidate's logits with the reference's."""
-    return compare_logits(_run(reference, x), _run(candidate, x))
-
-
-def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    session = ort_session(model)
-    name = session.get_inputs()[0].name
-    return run_batched(lambda a: session.run(None, {name: a})[0], x, fixed=fixed_batch(model),
-                       step=16).astype(np.float64)
-
-
-def block_sensitivity(
-    model: onnx.ModelProto, plan: Plan, amax: dict[str, float], x: np.ndarray,
-    *, progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[BlockSensitivity], list[str]]:
-    """Quantize one block at a time; rank blocks by the error (1 - mean cosine vs FP32) each adds alone.
-
-    Returns the ranking (worst first) and suggested ``--exclude`` patterns: blocks whose error is at least
-    three times the median block's and among the three worst.
-    """
-    ref = _run(model, x)
-    blocks = plan.blocks()
-    ranking = []
-    for i, block in enumerate(blocks):
-        interrupts.check()
-        sub = plan.only([block])
-        agreement = compare_logits(ref, _run(insert_qdq(model, sub, amax), x))
-        ranking.append(BlockSensitivity(block, len(sub.uses), max(0.0, 1.0 - agreement.cosine_mean),
-                                        agreement.top1_agreement))
-        if progress:
-            progress(i + 1, len(blocks))
-    ranking.sort(key=lambda s: s.error, reverse=True)
-    median = statistics.median(s.error for s in ranking) if ranking else 0.0
-    suggestions = [s.block if s.block in ("stem", "fc") else f"{s.block}.*"
-                   for s in ranking[:3] if s.error > 0 and s.error >= 3 * median]
-    return ranking, suggestions

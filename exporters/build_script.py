@@ -13,7 +13,9 @@ import onnx
 from resnest_deploy import __version__
 from resnest_deploy.atomic import atomic_path, ensure_writable_dir, make_executable, write_text_atomic
 
-from .tensorrt_plan import ENGINE_SUFFIX, BuildOptions, HardwareCompat, plan_build
+from resnest_deploy.kinds import engine_path
+
+from .tensorrt_options import BuildOptions, HardwareCompat, resolve_build
 
 SCRIPT_NAME = "build.sh"
 # Where this tool's code comes from, by import name: installed, ``resnest_deploy.exporters`` and
@@ -33,25 +35,25 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
     against the eager model with ``parity`` (synthetic inputs, or ``DATA=folder``).
 
     Raises:
-        ArtifactError, ConfigError: From :func:`plan_build` (checked here, before any GPU sees it).
+        ArtifactError, ConfigError: From :func:`resolve_build` (checked here, before any GPU sees it).
         OutputError: ``folder`` cannot be written.
     """
-    plan = plan_build(options)
+    spec = resolve_build(options)
     folder = Path(folder)
     ensure_writable_dir(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model_name = plan.model.name
-    _copy(plan.model, folder / model_name)
-    data_files = _external_data_files(plan.model)
+    model_name = spec.model.name
+    _copy(spec.model, folder / model_name)
+    data_files = _external_data_files(spec.model)
     for extra in data_files:
-        _copy(plan.model.parent / extra, folder / extra)
+        _copy(spec.model.parent / extra, folder / extra)
     cache_name = None
     if options.timing_cache:
         cache_name = Path(options.timing_cache).name
         if Path(options.timing_cache).is_file():
             _copy(Path(options.timing_cache), folder / cache_name)
     copy_tool(folder / "tool")
-    engine_name = Path(model_name).with_suffix(ENGINE_SUFFIX).name
+    engine_name = engine_path(model_name).name
     args = ["build", model_name, "--batch", options.batch, "--workspace", f"{options.workspace_gib:g}",
             "--opt-level", str(options.opt_level), "--hardware-compat", HardwareCompat(options.hardware_compat).value,
             "--tf32" if options.tf32 else "--no-tf32", "--output", engine_name]
@@ -61,21 +63,21 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
         args.append("--version-compatible")
     if cache_name:
         args += ["--timing-cache", cache_name]
-    checkpoint = plan.meta is not None and plan.meta.weights_sha256
+    checkpoint = spec.meta is not None and spec.meta.weights_sha256
     text = script_preamble() + _SCRIPT.format(
         version=__version__, date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), model=model_name,
-        sha=plan.onnx_sha256, precision=plan.precision, engine=engine_name, engine_q=shlex.quote(engine_name),
+        sha=spec.onnx_sha256, precision=spec.precision, engine=engine_name, engine_q=shlex.quote(engine_name),
         report_q=shlex.quote(engine_name + ".parity.json"), manifest_q=shlex.quote(engine_name + ".json"),
         build_args=" ".join(shlex.quote(a) for a in args),
-        weights_check=_WEIGHTS_CHECK.format(sha=plan.meta.weights_sha256) if checkpoint else "",
+        weights_check=_WEIGHTS_CHECK.format(sha=spec.meta.weights_sha256) if checkpoint else "",
         weights_arg=' ${WEIGHTS:+--weights "$WEIGHTS"}' if checkpoint else "",
-        batch=plan.shapes[1][0],
+        batch=spec.shapes[1][0],
     )
     script = write_text_atomic(folder / SCRIPT_NAME, text)
     make_executable(script)
     write_text_atomic(folder / "build-options.json", json.dumps(
-        {"onnx": model_name, "onnx_sha256": plan.onnx_sha256, "precision": plan.precision,
-         "profile": [list(s) for s in plan.shapes], "args": args}, indent=2) + "\n")
+        {"onnx": model_name, "onnx_sha256": spec.onnx_sha256, "precision": spec.precision,
+         "profile": [list(s) for s in spec.shapes], "args": args}, indent=2) + "\n")
     return script
 
 

@@ -20,10 +20,11 @@ from onnx import numpy_helper
 
 from resnest_deploy.checks import Check, failures
 from resnest_deploy.errors import ArtifactError, ConfigError
+from resnest_deploy.kinds import is_engine
 from resnest_deploy.paths import existing_file
 
 from .graph_index import DEFAULT_DOMAINS, GraphIndex, attr, default_opset, op_label
-from .metadata import ArtifactMeta, is_engine, meta_from_manifest, read_manifest, read_metadata
+from .metadata import ArtifactMeta, meta_from_manifest, read_manifest, read_metadata
 from .qdq_rules import check_cpu_qdq, check_qdq_rules, has_qdq
 
 INPUT_NAME = "input"

@@ -7,15 +7,15 @@ user never has to repeat ``--arch`` or the input size for an artifact this tool 
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from resnest_deploy import __version__
 from resnest_deploy.atomic import write_text_atomic
 from resnest_deploy.errors import ArtifactError
+from resnest_deploy.kinds import Precision, Runtime
 from resnest_deploy.models import InputConfig, get_config
+from resnest_deploy.versions import library_versions
 
 META_PREFIX = "resnest_deploy."
 
@@ -80,22 +80,18 @@ class ArtifactMeta:
         _expect(values, "weights", str)
         _expect(values, "weights_sha256", (str, type(None)))
         _expect(values, "seed", (int, type(None)), lambda v: v is None or v >= 0)
-        _expect(values, "precision", str, lambda v: v in PRECISIONS)
+        _expect(values, "precision", str, lambda v: v in Precision.values())
         _expect(values, "opset", int, lambda v: v >= 1)
         _expect(values, "batch", str, lambda v: v == "dynamic" or (v.isdigit() and int(v) >= 1))
         _expect(values, "dynamic_hw", bool)
         _expect(values, "versions", dict)
         _expect(values, "extra", dict)
         _expect(values, "rsoftmax", (int, type(None)), lambda v: v is None or v >= 0)
-        _expect(values, "target", str, lambda v: v in TARGETS)
+        _expect(values, "target", str, lambda v: v in Runtime.values())
         return cls(**values)
 
     def with_changes(self, **changes: Any) -> ArtifactMeta:
         return replace(self, **changes)
-
-
-PRECISIONS = ("fp32", "fp16", "int8")
-TARGETS = ("tensorrt", "cpu")
 
 
 def _expect(values: dict[str, Any], name: str, kind: type | tuple[type, ...], ok: Any = None) -> None:
@@ -134,22 +130,6 @@ def _input_from_dict(raw: Any) -> InputConfig:
     return InputConfig(**values)
 
 
-def library_versions(*extra: str) -> dict[str, str]:
-    """Versions of this tool, Python, torch and onnx (plus ``extra`` module names when importable)."""
-    import onnx
-    import torch
-
-    versions = {"resnest-deploy": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "onnx": onnx.__version__}
-    for name in extra:
-        try:
-            module = __import__(name)
-            versions[name] = getattr(module, "__version__", "unknown")
-        except ImportError:
-            pass
-    return versions
-
-
 def write_metadata(model: Any, meta: ArtifactMeta) -> None:
     """Store ``meta`` in an ONNX ModelProto's ``metadata_props`` (one JSON value per field)."""
     keep = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
@@ -183,7 +163,7 @@ def meta_for_model(model: Any, *, size: int, opset: int, batch: str, dynamic_hw:
     return ArtifactMeta(
         arch=cfg.name, num_classes=cfg.num_classes, input=get_config(cfg.name).input.at_size(size),
         weights=info.description, weights_sha256=info.sha256, seed=info.seed, opset=opset, batch=batch,
-        dynamic_hw=dynamic_hw, versions=library_versions("onnxscript", "onnxruntime"), rsoftmax=cfg.rsoftmax_count,
+        dynamic_hw=dynamic_hw, versions=library_versions(), rsoftmax=cfg.rsoftmax_count,
     )
 
 
@@ -197,14 +177,6 @@ def write_manifest(artifact: Path, meta: ArtifactMeta, **fields: Any) -> Path:
     """Write the manifest beside ``artifact`` atomically: metadata plus any extra top-level fields."""
     body = {"artifact": artifact.name, **meta.to_dict(), **fields}
     return write_text_atomic(manifest_path(artifact), json.dumps(body, indent=2, sort_keys=False) + "\n")
-
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-def is_engine(path: str | Path) -> bool:
-    """Whether a path names a TensorRT engine (by its suffix: .engine, .plan or .trt)."""
-    return Path(path).suffix.lower() in ENGINE_SUFFIXES
 
 
 def read_manifest(artifact: str | Path) -> dict[str, Any] | None:

@@ -24,25 +24,26 @@ import onnx
 import torch
 
 from resnest_deploy import __version__, interrupts
+from resnest_deploy.checks import Check, failures
 from resnest_deploy.atomic import atomic_path, ensure_writable_dir
 from resnest_deploy.paths import output_file
-from resnest_deploy.errors import ConfigError, ExportFailedError, VerificationError
-from resnest_deploy.models import create_model, get_config
+from resnest_deploy.progress import ProgressFn
+from resnest_deploy.errors import ExportFailedError, VerificationError
+from resnest_deploy.models import create_model
 from resnest_deploy.models.fold import fold_batchnorm
 from resnest_deploy.models.synthetic import synthetic_images
 from resnest_deploy.stages import stage_durations
 
-from .graph import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, TWO_GB, InspectReport, inspect_onnx
+from .graph import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, TWO_GB, InspectReport, inspect_onnx
 from .graph_index import set_dynamic_hw
 from .metadata import ArtifactMeta, meta_for_model, write_manifest, write_metadata
 from .opset import convert_opset
-from .options import MAX_IMG_SIZE, MIN_IMG_SIZE, ExportOptions
-from .verify import Comparison, compare_with_eager
+from .options import ExportOptions, validate_export
+from .verify import compare_with_eager
 
 MAX_DYNAMIC_BATCH = 4096
 EXPORT_STAGES = ("build model", "torch.onnx.export", "finalize graph", "write + check contract",
                  "verify with ONNX Runtime")
-ProgressFn = Callable[[str], None]
 
 
 @dataclass
@@ -53,42 +54,13 @@ class ExportResult:
     manifest: Path
     meta: ArtifactMeta
     report: InspectReport
-    comparisons: list[Comparison]
+    comparisons: list[Check]
     timings: dict[str, float] = field(default_factory=dict)
 
 
 def default_output(arch: str) -> Path:
     """``artifacts/<arch>/<arch>.onnx``."""
     return Path("artifacts") / arch / f"{arch}.onnx"
-
-
-def _validate(options: ExportOptions) -> tuple[int, int | None]:
-    """Check options before any slow work; returns (image size, fixed batch or None)."""
-    max_opset = onnx.defs.onnx_opset_version()
-    if options.opset < MIN_OPSET:
-        raise ConfigError(
-            f"--opset {options.opset} refused: before opset 13 Softmax flattens its input to 2-D around the axis, "
-            f"which changes rSoftMax's result; use {MIN_OPSET}..{max_opset} (default {DEFAULT_OPSET})"
-        )
-    if options.opset > max_opset:
-        raise ConfigError(f"--opset {options.opset} is newer than the installed onnx supports ({max_opset})")
-    cfg = get_config(options.arch)
-    size = cfg.input.size if options.img_size is None else options.img_size
-    if not MIN_IMG_SIZE <= size <= MAX_IMG_SIZE:
-        raise ConfigError(f"--img-size must be {MIN_IMG_SIZE}..{MAX_IMG_SIZE}, got {size}")
-    if options.seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {options.seed}")
-    if options.num_classes is not None and options.num_classes < 1:
-        raise ConfigError(f"--num-classes must be >= 1, got {options.num_classes}")
-    if options.batch == "dynamic":
-        return size, None
-    try:
-        batch = int(options.batch)
-    except ValueError:
-        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {options.batch!r}") from None
-    if batch < 1:
-        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {batch}")
-    return size, batch
 
 
 def _torch_export(model: torch.nn.Module, size: int, batch: int | None, opset: int) -> onnx.ModelProto:
@@ -169,7 +141,7 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
 
     Args:
         options: What to export.
-        progress: Called with each stage's name (see ``EXPORT_STAGES``) as it starts.
+        progress: Called as each stage starts: (stage name, stages done, number of stages; see ``EXPORT_STAGES``).
 
     Returns:
         The result, with the file at ``result.path`` and its manifest beside it.
@@ -182,7 +154,7 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
         VerificationError: The contract or the ONNX Runtime comparison failed; nothing is left at the target
             (with ``keep_failed``, the file is kept as ``*.failed.onnx``).
     """
-    size, batch = _validate(options)
+    size, batch = validate_export(options)
     output = output_file(options.output or default_output(options.arch), f"{options.arch}.onnx")
     ensure_writable_dir(output.parent)
     timings: dict[str, float] = {}
@@ -191,7 +163,7 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
         timings[name] = time.perf_counter()
         interrupts.set_stage(name)
         if progress:
-            progress(name)
+            progress(name, EXPORT_STAGES.index(name), len(EXPORT_STAGES))
 
     with interrupts.producing(output), interrupts.stage("export"):
         stage(EXPORT_STAGES[0])
@@ -215,18 +187,17 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
 
 
 def _write_checked(proto: onnx.ModelProto, model: torch.nn.Module, output: Path, options: ExportOptions, size: int,
-                   batch: int | None, stage: ProgressFn) -> tuple[InspectReport, list[Comparison]]:
+                   batch: int | None, stage: Callable[[str], None]) -> tuple[InspectReport, list[Check]]:
     """Save to a temporary file, check the contract, verify against eager; rename only when all passed."""
     with atomic_path(output) as tmp:
         _save(proto, tmp, output.name)
         report = inspect_onnx(tmp, model=proto)
-        comparisons: list[Comparison] = []
+        comparisons: list[Check] = []
         if options.verify:
             stage(EXPORT_STAGES[4])
             comparisons = compare_with_eager(model, proto, cases=verification_cases(size, batch), seed=options.seed)
         problems = [f"contract: {c.name}: {c.detail}" for c in report.failures]
-        problems += [f"verify: {c.label}: max-abs {c.max_abs:.3g} > {c.tolerance:.3g}" for c in comparisons
-                     if not c.passed]
+        problems += [f"verify: {c.name}: {c.detail}" for c in failures(comparisons)]
         if problems:
             kept = ""
             if options.keep_failed:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .graph import DEFAULT_OPSET
+import onnx
+
+from resnest_deploy.errors import ConfigError
+from resnest_deploy.models import get_config
+
+from .graph import DEFAULT_OPSET, MIN_OPSET
 
 MIN_IMG_SIZE = 32  # five stride-2 stages: smaller inputs vanish before the classifier
 MAX_IMG_SIZE = 2048  # activations grow with the square of the side; beyond this an export runs out of memory
@@ -26,3 +31,36 @@ class ExportOptions:
     keep_failed: bool = False
     num_classes: int | None = None
     seed: int = 0
+
+
+def validate_export(options: ExportOptions) -> tuple[int, int | None]:
+    """Check options before any slow work; returns (image size, fixed batch or None).
+
+    Raises:
+        ConfigError, UnknownArchError: The first bad option.
+    """
+    max_opset = onnx.defs.onnx_opset_version()
+    if options.opset < MIN_OPSET:
+        raise ConfigError(
+            f"--opset {options.opset} refused: before opset 13 Softmax flattens its input to 2-D around the axis, "
+            f"which changes rSoftMax's result; use {MIN_OPSET}..{max_opset} (default {DEFAULT_OPSET})"
+        )
+    if options.opset > max_opset:
+        raise ConfigError(f"--opset {options.opset} is newer than the installed onnx supports ({max_opset})")
+    cfg = get_config(options.arch)
+    size = cfg.input.size if options.img_size is None else options.img_size
+    if not MIN_IMG_SIZE <= size <= MAX_IMG_SIZE:
+        raise ConfigError(f"--img-size must be {MIN_IMG_SIZE}..{MAX_IMG_SIZE}, got {size}")
+    if options.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {options.seed}")
+    if options.num_classes is not None and options.num_classes < 1:
+        raise ConfigError(f"--num-classes must be >= 1, got {options.num_classes}")
+    if options.batch == "dynamic":
+        return size, None
+    try:
+        batch = int(options.batch)
+    except ValueError:
+        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {options.batch!r}") from None
+    if batch < 1:
+        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {batch}")
+    return size, batch

@@ -12,23 +12,22 @@ the engine on a GPU host.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from resnest_deploy.atomic import ensure_writable_dir, write_bytes_atomic
 from resnest_deploy.errors import ConfigError, EngineBuildError
+from resnest_deploy.progress import ProgressFn, ignore
 from resnest_deploy.models.config import resnest_input
 
 from .metadata import ArtifactMeta, write_manifest
 from .tensorrt_env import check_builder_gpu, import_tensorrt, trt_version
 from .tensorrt_inspect import inspect_engine
-from .tensorrt_plan import BuildOptions, BuildPlan, HardwareCompat, plan_build
+from .tensorrt_options import BuildOptions, BuildSpec, EngineRecord, HardwareCompat, resolve_build
 
 BUILD_STAGES = ("import tensorrt", "parse", "build", "inspect")
-StageFn = Callable[[str], None]
 
 
 @dataclass
@@ -37,22 +36,26 @@ class BuildResult:
 
     path: Path
     manifest: Path
-    record: dict[str, Any] = field(default_factory=dict)
+    record: EngineRecord
 
 
-def build_engine(options: BuildOptions, *, progress: StageFn | None = None) -> BuildResult:
+def build_engine(options: BuildOptions, *, progress: ProgressFn | None = None) -> BuildResult:
     """Build and serialize an engine; write it and its manifest atomically (and the timing cache, if given).
 
     Raises:
-        ArtifactError, ConfigError: From :func:`plan_build`.
+        ArtifactError, ConfigError: From :func:`resolve_build`.
         GpuUnavailableError: No CUDA device (TensorRT is not imported).
         EngineBuildError: The parser rejected the graph (errors listed with node names and op types), or the
             build failed.
         OutputError: The output folder cannot be written.
     """
-    stage = progress or (lambda _: None)  # called with each of BUILD_STAGES as it starts
-    plan = plan_build(options)
-    ensure_writable_dir(plan.output.parent)
+    report = progress or ignore
+
+    def stage(name: str) -> None:  # each of BUILD_STAGES as it starts
+        report(name, BUILD_STAGES.index(name), len(BUILD_STAGES))
+
+    spec = resolve_build(options)
+    ensure_writable_dir(spec.output.parent)
     stage("import tensorrt")
     trt, gpu = import_tensorrt("building a TensorRT engine", options.device)  # device N is current from here
     check_builder_gpu(HardwareCompat(options.hardware_compat).value, gpu)
@@ -62,41 +65,38 @@ def build_engine(options: BuildOptions, *, progress: StageFn | None = None) -> B
     stage("parse")
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(plan.model)):
+    if not parser.parse_from_file(str(spec.model)):
         errors = [describe_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineBuildError(f"TensorRT's ONNX parser rejected {plan.model.name}", details=errors)
-    config = configure(trt, builder, options, plan)
+        raise EngineBuildError(f"TensorRT's ONNX parser rejected {spec.model.name}", details=errors)
+    config = configure(trt, builder, options, spec)
     cache_in = _load_timing_cache(trt, config, options.timing_cache)
     stage("build")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineBuildError(f"TensorRT could not build {plan.model.name} (see the messages above)")
+        raise EngineBuildError(f"TensorRT could not build {spec.model.name} (see the messages above)")
     data = bytes(serialized)
     build_seconds = time.perf_counter() - started
     stage("inspect")
-    layers = inspect_engine(trt, logger, data, plan.input_name, plan.shapes[1],
+    layers = inspect_engine(trt, logger, data, spec.input_name, spec.shapes[1],
                             version_compatible=options.version_compatible)
-    write_bytes_atomic(plan.output, data)
+    write_bytes_atomic(spec.output, data)
     cache_out = _save_timing_cache(config, options.timing_cache)
-    record = {
-        "tensorrt": trt_version(trt), "gpu": gpu.to_dict(),
-        "hardware_compat": HardwareCompat(options.hardware_compat).value,
-        "version_compatible": options.version_compatible, "tf32": options.tf32,
-        "workspace_gib": options.workspace_gib, "opt_level": options.opt_level,
-        "network_flags": ["STRONGLY_TYPED"], "precision": plan.precision,
-        "profiles": [{"input": plan.input_name, "min": list(plan.shapes[0]), "opt": list(plan.shapes[1]),
-                      "max": list(plan.shapes[2])}],
-        "onnx": {"file": plan.model.name, "sha256": plan.onnx_sha256},
-        "build_seconds": round(build_seconds, 2), "engine_bytes": len(data), "layers": layers,
-        "timing_cache": {"path": str(options.timing_cache), "loaded_bytes": cache_in, "saved_bytes": cache_out}
-        if options.timing_cache else None,
-    }
-    meta = plan.meta or ArtifactMeta(arch="unknown", num_classes=0, input=_unknown_input(plan), weights="unknown")
-    manifest = write_manifest(plan.output, meta.with_changes(precision=plan.precision), engine=record)
-    return BuildResult(plan.output, manifest, record)
+    record = EngineRecord(
+        trt_version(trt), gpu.to_dict(), HardwareCompat(options.hardware_compat).value, options.version_compatible,
+        options.tf32, spec.precision.value, ({"input": spec.input_name, "min": list(spec.shapes[0]),
+                                              "opt": list(spec.shapes[1]), "max": list(spec.shapes[2])},),
+        {"workspace_gib": options.workspace_gib, "opt_level": options.opt_level, "network_flags": ["STRONGLY_TYPED"],
+         "onnx": {"file": spec.model.name, "sha256": spec.onnx_sha256}, "build_seconds": round(build_seconds, 2),
+         "engine_bytes": len(data), "layers": layers,
+         "timing_cache": {"path": str(options.timing_cache), "loaded_bytes": cache_in, "saved_bytes": cache_out}
+         if options.timing_cache else None})
+    meta = spec.meta or ArtifactMeta(arch="unknown", num_classes=0, input=_unknown_input(spec), weights="unknown")
+    manifest = write_manifest(spec.output, meta.with_changes(precision=spec.precision.value),
+                              engine=record.to_dict())
+    return BuildResult(spec.output, manifest, record)
 
 
-def configure(trt: ModuleType, builder: Any, options: BuildOptions, plan: BuildPlan) -> Any:
+def configure(trt: ModuleType, builder: Any, options: BuildOptions, spec: BuildSpec) -> Any:
     """The builder config: workspace, optimization level, profile, hardware/version compatibility, TF32."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
@@ -111,7 +111,7 @@ def configure(trt: ModuleType, builder: Any, options: BuildOptions, plan: BuildP
     else:
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
-    profile.set_shape(plan.input_name, *plan.shapes)
+    profile.set_shape(spec.input_name, *spec.shapes)
     config.add_optimization_profile(profile)
     return config
 
@@ -149,7 +149,7 @@ def _save_timing_cache(config: Any, path: Path | None) -> int:
     return len(data)
 
 
-def _unknown_input(plan: BuildPlan):
-    return resnest_input(plan.shapes[1][2])
+def _unknown_input(spec: BuildSpec):
+    return resnest_input(spec.shapes[1][2])
 
 

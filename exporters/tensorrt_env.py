@@ -18,6 +18,8 @@ from types import ModuleType
 
 from resnest_deploy.errors import ConfigError, EngineMismatchError, GpuUnavailableError
 
+from .tensorrt_options import EngineRecord
+
 # The oldest TensorRT whose API this package uses: HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY arrived in
 # 10.9 (and the strongly typed network with explicit quantization path is complete there).
 MIN_TENSORRT = (10, 9)
@@ -216,20 +218,21 @@ def version_rule(built: str, runtime: str, version_compatible: bool) -> str | No
             + (" (and of 10.x from 11.1 on)" if r[0] >= 11 else "") + "; rebuild the engine here")
 
 
-def check_engine_host(record: dict, gpu: GpuInfo, version: str, name: str) -> None:
+def check_engine_host(record: EngineRecord | dict, gpu: GpuInfo, version: str, name: str) -> None:
     """Raise :class:`EngineMismatchError` when an engine built as ``record`` cannot run on this host.
 
     Rules: TensorRT versions by :func:`version_rule`; GPUs by the engine's hardware-compatibility level: ``none``
     and ``same-cc`` need the builder's compute capability (same SM architecture = same engine, whatever the
     product name), ``ampere+`` compute capability 8.0 or newer.
     """
-    built = str(record.get("tensorrt", "unknown"))
-    problem = version_rule(built, version, bool(record.get("version_compatible")))
+    record = record if isinstance(record, EngineRecord) else EngineRecord.from_dict(record)
+    built = record.tensorrt
+    problem = version_rule(built, version, record.version_compatible)
     if problem:
         raise EngineMismatchError(f"{name} was built with TensorRT {built}; this host has TensorRT {version}: "
                                   f"{problem}")
-    built_gpu = record.get("gpu") or {}
-    level = record.get("hardware_compat", "none")
+    built_gpu = record.gpu
+    level = record.hardware_compat
     here = f"{gpu.name} (sm {gpu.compute_capability})"
     if level == "ampere+":
         if gpu.sm[0] < 8:

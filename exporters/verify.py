@@ -1,50 +1,30 @@
 """Verify an exported ONNX graph against the eager model with ONNX Runtime on the CPU.
 
 Inputs are seeded synthetic image-like tensors (see :func:`resnest_deploy.models.synthetic.synthetic_images`).
-The tolerance is relative to the logits' scale: max-abs <= 1e-4 * max(1, max|logit|).
+Each case is judged like every other comparison of the tool (:mod:`resnest_deploy.metrics`): the export limit is
+``max_abs_rel <= 1e-4`` (:func:`~resnest_deploy.metrics.max_abs_rel`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-import numpy as np
 import onnx
 import torch
 
 from resnest_deploy import interrupts
+from resnest_deploy.checks import Check
+from resnest_deploy.metrics import Tolerances, compare_logits, judge
 from resnest_deploy.models.synthetic import synthetic_images
-from resnest_deploy.ort_session import ort_session
+from resnest_deploy.ort_session import ort_session, run_graph
 
-from .graph import INPUT_NAME, OUTPUT_NAME
 from .graph_index import set_dynamic_hw
 
-RELATIVE_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One eager-vs-ONNX Runtime comparison: passes when ``max_abs`` is finite and within ``tolerance``."""
-
-    label: str
-    batch: int
-    size: int
-    max_abs: float
-    max_logit: float
-    tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.max_abs)) and self.max_abs <= self.tolerance
-
-    def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "passed": self.passed}
+EXPORT_LIMITS = Tolerances(max_abs_rel=1e-4)
 
 
 def compare_with_eager(
     eager: torch.nn.Module, model: onnx.ModelProto, *, cases: list[tuple[int, int]], seed: int = 0,
     threads: int | None = None,
-) -> list[Comparison]:
+) -> list[Check]:
     """Run the eager model and the ONNX graph on the same seeded inputs for each (batch, size) case.
 
     Sizes other than the graph's own input size run on a copy with dynamic height and width.
@@ -57,7 +37,7 @@ def compare_with_eager(
         threads: ONNX Runtime intra-op threads (default: torch's, so both sides use the same count).
 
     Returns:
-        One :class:`Comparison` per case.
+        One :class:`Check` per case, named ``batch B @ S``: its value is ``max_abs_rel``, its limit the export's.
     """
     dims = model.graph.input[0].type.tensor_type.shape.dim
     static_hw = dims[2].dim_value if dims[2].HasField("dim_value") else None
@@ -72,11 +52,12 @@ def compare_with_eager(
         x = synthetic_images(batch, size, generator)
         with torch.no_grad():
             expected = eager(x).numpy()
-        actual = sessions[key].run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-        max_logit = float(np.abs(expected).max())
-        error = float(np.abs(actual.astype(np.float64) - expected).max()) if actual.shape == expected.shape else np.inf
-        results.append(Comparison(f"batch {batch} @ {size}", batch, size, error, max_logit,
-                                  RELATIVE_TOLERANCE * max(1.0, max_logit)))
+        actual = run_graph(sessions[key], x.numpy(), step=None)
+        verdict = judge(compare_logits(expected, actual), EXPORT_LIMITS)[0] if actual.shape == expected.shape else \
+            Check("max_abs_rel", False, f"shape {list(actual.shape)} vs eager {list(expected.shape)}", float("inf"),
+                  EXPORT_LIMITS.max_abs_rel)
+        results.append(Check(f"batch {batch} @ {size}", verdict.passed, f"max_abs_rel {verdict.detail}",
+                             verdict.value, verdict.limit))
     return results
 
 

@@ -56,3 +56,21 @@ def ort_session(model: Any, *, providers: list[str] | None = None, threads: int 
     except Exception as exc:  # ORT raises its own exception types for invalid graphs and files
         first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"ONNX Runtime cannot load the model: {first}") from None
+
+
+def run_graph(session: Any, x: Any, *, step: int | None = 16) -> Any:
+    """The first output of a session (or of a ModelProto/file, opened with :func:`ort_session`) on ``x``, in
+    chunks of ``step`` images; a graph with a fixed batch runs in chunks of its own batch, the last one padded.
+
+    Returns:
+        float64 array [N, ...] (the comparisons in :mod:`resnest_deploy.metrics` work in float64).
+    """
+    import numpy as np
+
+    from .batching import run_batched
+
+    if not hasattr(session, "run"):
+        session = ort_session(session)
+    first = session.get_inputs()[0]
+    fixed = first.shape[0] if isinstance(first.shape[0], int) else None
+    return run_batched(lambda a: session.run(None, {first.name: a})[0], x, fixed=fixed, step=step).astype(np.float64)

@@ -99,10 +99,115 @@ def _loaded_after(statement: str) -> set[str]:
 
 def test_graph_checks_and_build_planning_do_not_load_torch():
     """inspect and build only need the graph and its metadata: no torch, onnxruntime or tensorrt."""
-    loaded = _loaded_after("import resnest_deploy.exporters.graph, resnest_deploy.exporters.tensorrt_plan, "
+    loaded = _loaded_after("import resnest_deploy.exporters.graph, resnest_deploy.exporters.tensorrt_options, "
                            "resnest_deploy.exporters.build_script, resnest_deploy.exporters.tensorrt_builder")
     assert not loaded, loaded
 
 
 def test_cli_help_loads_no_heavy_library():
     assert not _loaded_after("import resnest_deploy.cli.app")
+
+
+def test_every_relative_import_names_code_beside_it_on_disk():
+    """A relative import walks the source tree: ``from ..x.y import z`` in ``a/b/c.py`` must find ``a/x/y.py`` (or
+    the package ``a/x/y/``), so that readers and tools following imports by path land on the code. Imports of the
+    folders installed under another name (exporters/, calibration/) are absolute."""
+    problems = []
+    for folder in PACKAGES:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.ImportFrom) or not node.level:
+                    continue
+                base = path.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                parts = node.module.split(".") if node.module else []
+                target = base.joinpath(*parts)
+                names = [] if parts else [alias.name for alias in node.names]
+                found = (target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()) if parts else \
+                    all((base / f"{n}.py").is_file() or (base / n / "__init__.py").is_file()
+                        or (base / "__init__.py").is_file() for n in names)
+                if not found:
+                    problems.append(f"{path.relative_to(ROOT)}:{node.lineno} from {'.' * node.level}{node.module or ''}")
+    assert not problems, problems
+
+
+def _package_sources():
+    for folder in PACKAGES:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            yield path, path.read_text(encoding="utf-8")
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 400 lines, no function over 60: past those sizes a module or a function holds two ideas."""
+    problems = []
+    for path, text in _package_sources():
+        if len(text.splitlines()) > 400:
+            problems.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert not problems, problems
+
+
+def test_the_vocabulary_is_defined_once():
+    """Precisions, runtimes, artifact kinds, engine suffixes, the progress callback and the version record each
+    have one definition (resnest_deploy/kinds.py, progress.py, versions.py); nowhere else spells the set out."""
+    spelled = {frozenset({"fp32", "fp16", "int8"}): "precisions", frozenset({"tensorrt", "cpu"}): "runtimes",
+               frozenset({".engine", ".plan", ".trt"}): "engine suffixes"}
+    definitions: dict[str, list[str]] = {"ProgressFn": [], "library_versions": [], "ENGINE_SUFFIXES": []}
+    problems = []
+    for path, text in _package_sources():
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+                values = frozenset(e.value for e in node.elts)
+                for names, what in spelled.items():
+                    if names <= values and where != "resnest_deploy/kinds.py":
+                        problems.append(f"{where}:{node.lineno} spells out the {what}")
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in definitions:
+                        definitions[target.id].append(where)
+            if isinstance(node, ast.FunctionDef) and node.name in definitions:
+                definitions[node.name].append(where)
+    assert not problems, problems
+    assert {name: len(places) for name, places in definitions.items()} == dict.fromkeys(definitions, 1), definitions
+
+
+def test_one_pass_fail_record_and_one_relative_error():
+    """Every measured verdict is a checks.Check (no other class carries a value against a limit), and the relative
+    error's floor is written only in metrics.py."""
+    problems = []
+    for path, text in _package_sources():
+        where = str(path.relative_to(ROOT))
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name != "Check":
+                names = {t.id for n in node.body if isinstance(n, ast.AnnAssign) for t in [n.target]
+                         if isinstance(t, ast.Name)} | {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+                if "passed" in names and names & {"limit", "tolerance", "max_abs"}:
+                    problems.append(f"{where}: {node.name} is a second pass/fail record")
+        if where != "resnest_deploy/metrics.py" and ("max(1.0," in text or "max(1," in text):
+            problems.append(f"{where}: writes the relative error's floor itself")
+    assert not problems, problems
+
+
+def test_deploy_steps_refer_to_the_steps_they_consume():
+    from resnest_deploy.deploy.host import Host
+    from resnest_deploy.deploy.options import DeployOptions
+    from resnest_deploy.deploy.pipeline import resolve_targets
+    from resnest_deploy.deploy.steps import Step
+    from resnest_deploy.deploy.workflow import Workflow
+
+    options = DeployOptions(arch="resnest14d", precisions=("fp32", "fp16"), out=ROOT / "never-written")
+    host = Host(None, None)
+    steps = Workflow(options, resolve_targets(options, host), host, None, None).build()
+    names = [s.name for s in steps]
+    assert all(isinstance(up, Step) and up in steps and steps.index(up) < steps.index(s) for s in steps
+               for up in s.after), names
+    by_name = dict(zip(names, steps))
+    assert by_name["parity fp16"].after == (by_name["quantize fp16"],)
+    assert by_name["report"].after == tuple(steps[:-1])

@@ -33,7 +33,7 @@ class EagerSpec:
     compiled: bool = False
 
 
-def plan_eager(backends: tuple[str, ...], cuda: bool) -> list[EagerSpec]:
+def eager_contenders(backends: tuple[str, ...], cuda: bool) -> list[EagerSpec]:
     """The eager contenders for the selected backends on this host; the first one is the ratios' reference.
 
     Raises:

@@ -21,18 +21,43 @@ import torch
 from .. import interrupts
 from ..atomic import write_text_atomic
 from ..paths import report_pair
-from ..errors import ConfigError, check_minimums
-from ..exporters.graph import check_fits, load_artifact
-from ..exporters.graph_index import fixed_batch
-from ..exporters.metadata import ArtifactMeta, is_engine
+from ..progress import ProgressFn
+from ..errors import ConfigError
+from resnest_deploy.exporters.graph import check_fits, load_artifact
+from resnest_deploy.exporters.graph_index import fixed_batch
+from resnest_deploy.exporters.metadata import ArtifactMeta
 from ..models import create_model, get_config
 from ..models.synthetic import synthetic_images
 from ..runners.factory import open_artifact_runner, target_note
-from .contenders import EagerContender, RunSync, plan_eager, runner_call
-from .options import Backend, BenchOptions
-from .timing import Contender, environment, measure_interleaved
+from .contenders import EagerContender, RunSync, eager_contenders, runner_call
+from .options import BenchOptions, validate_options
+from .timing import Contender, LatencyStats, environment, measure_interleaved
 
-ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One contender at one batch size: its latency statistics, what it is, and its ratio to the reference."""
+
+    stats: LatencyStats
+    backend: str
+    precision: str
+    timing: str
+    load_rss_mb: float
+    reference: str | None
+    ratio: float | None  # p50 / the reference contender's p50
+
+    @property
+    def name(self) -> str:
+        return self.stats.name
+
+    @property
+    def batch(self) -> int:
+        return self.stats.batch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.stats.to_dict(), "backend": self.backend, "precision": self.precision, "timing": self.timing,
+                "load_rss_mb": self.load_rss_mb, "reference": self.reference, "ratio_vs_eager": self.ratio}
 
 
 @dataclass
@@ -42,7 +67,7 @@ class BenchResult:
     arch: str
     weights: str
     input_size: int
-    rows: list[dict[str, Any]]
+    rows: list[BenchRow]
     environment: dict[str, Any]
     peak_rss_mb: float
     notes: list[str] = field(default_factory=list)
@@ -50,7 +75,7 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": "resnest-deploy/bench/1", "arch": self.arch, "weights": self.weights,
                 "input_size": self.input_size, "environment": self.environment, "peak_rss_mb": self.peak_rss_mb,
-                "rows": self.rows, "notes": self.notes}
+                "rows": [r.to_dict() for r in self.rows], "notes": self.notes}
 
 
 def _rss_mb() -> float:
@@ -82,32 +107,6 @@ class _Artifact:
     path: Path
     meta: ArtifactMeta | None
     proto: Any
-
-
-def validate_options(options: BenchOptions) -> None:
-    """Check the options before any model is built.
-
-    Raises:
-        ConfigError: Unknown backend, bad counts, a backend that does not fit an artifact, or no GPU for trt.
-    """
-    names = [b.value for b in Backend]
-    unknown = [str(b) for b in options.backends if b not in names]
-    if unknown:
-        raise ConfigError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(names)}")
-    if not options.batches or any(isinstance(b, bool) or b < 1 for b in options.batches):
-        raise ConfigError(f"--batch sizes must be >= 1, got {list(options.batches)}")
-    check_minimums(("--iters", options.iters, 1), ("--warmup", options.warmup, 0), ("--threads", options.threads, 1),
-                   ("--seed", options.seed, 0))
-    if Backend.trt in options.backends and not torch.cuda.is_available():
-        raise ConfigError("the trt backend needs an NVIDIA GPU with TensorRT; no CUDA device found")
-    plan_eager(tuple(str(getattr(b, "value", b)) for b in options.backends), torch.cuda.is_available())
-    if not options.artifacts and not {Backend.eager, Backend.compile} & set(options.backends):
-        raise ConfigError("nothing to time: give an artifact or the eager backend")
-    for path in options.artifacts:
-        if Path(path).suffix.lower() == ".onnx" and Backend.ort not in options.backends:
-            raise ConfigError(f"{path} is an ONNX file but the ort backend is not selected")
-        if is_engine(path) and Backend.trt not in options.backends:
-            raise ConfigError(f"{path} is a TensorRT engine: add the trt backend (--backends ...,trt)")
 
 
 def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> BenchResult:
@@ -155,7 +154,7 @@ def _open_contenders(options: BenchOptions, artifacts: list[_Artifact], model: t
     cuda = torch.cuda.is_available()
     loaded: list[_Loaded] = []
     try:
-        for spec in plan_eager(tuple(str(getattr(b, "value", b)) for b in options.backends), cuda):
+        for spec in eager_contenders(tuple(str(getattr(b, "value", b)) for b in options.backends), cuda):
             before = _rss_mb()
             contender = EagerContender.load(spec, model)
             label = spec.label if cuda else f"{spec.label} ({threads} threads)"
@@ -218,7 +217,7 @@ def _batch_notes(loaded: list[_Loaded], batches: tuple[int, ...]) -> list[str]:
 
 
 def _measure_batch(loaded: list[_Loaded], batch: int, size: int, options: BenchOptions,
-                   progress: ProgressFn | None) -> list[dict[str, Any]]:
+                   progress: ProgressFn | None) -> list[BenchRow]:
     """Time every contender that takes ``batch``, interleaved; one row each, with its ratio to the reference."""
     x = synthetic_images(batch, size, torch.Generator().manual_seed(options.seed + batch)).numpy()
     present = [c for c in loaded if c.fixed_batch in (None, batch)]
@@ -234,9 +233,8 @@ def _measure_batch(loaded: list[_Loaded], batch: int, size: int, options: BenchO
 
     stats = measure_interleaved(contenders, warmup=options.warmup, iters=options.iters, progress=report)
     reference = next(((s.p50, c.label) for s, c in zip(stats, present) if c.backend == "eager"), (None, None))
-    return [{**s.to_dict(), "backend": c.backend, "precision": c.precision, "timing": c.timing,
-             "load_rss_mb": c.rss_mb, "reference": reference[1],
-             "ratio_vs_eager": s.p50 / reference[0] if reference[0] else None} for s, c in zip(stats, present)]
+    return [BenchRow(s, c.backend, c.precision, c.timing, c.rss_mb, reference[1],
+                     s.p50 / reference[0] if reference[0] else None) for s, c in zip(stats, present)]
 
 
 def report_paths(path: Path | None, options: BenchOptions) -> tuple[Path, Path]:
@@ -260,7 +258,7 @@ def report_paths(path: Path | None, options: BenchOptions) -> tuple[Path, Path]:
 
 def reference_name(result: BenchResult) -> str:
     """The contender ratios are taken against (the first eager contender), for column headers."""
-    return next((r["reference"] for r in result.rows if r.get("reference")), "eager").split(" (")[0]
+    return next((r.reference for r in result.rows if r.reference), "eager").split(" (")[0]
 
 
 def render_markdown(result: BenchResult) -> str:
@@ -276,10 +274,10 @@ def render_markdown(result: BenchResult) -> str:
              f"vs {reference_name(result)} |",
              "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result.rows:
-        ratio = f"{r['ratio_vs_eager']:.2f}x" if r["ratio_vs_eager"] else ""
-        lines.append(f"| {r['batch']} | {r['name']} | {r.get('timing', '')} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['std_ms']:.2f} | {r['throughput_ips']:.1f} | "
-                     f"{ratio} |")
+        ratio = f"{r.ratio:.2f}x" if r.ratio else ""
+        s = r.stats
+        lines.append(f"| {r.batch} | {r.name} | {r.timing} | {s.p50:.2f} | {s.p90:.2f} | {s.p99:.2f} | {s.mean:.2f} | "
+                     f"{s.std:.2f} | {s.throughput:.1f} | {ratio} |")
     lines += [f"- {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
 

@@ -39,13 +39,13 @@ def bench(
 ) -> None:
     """Time eager PyTorch and each artifact, interleaved round by round; p50/p90/p99, throughput, ratio to eager."""
     from ..bench.harness import reference_name, report_paths, run_bench, write_reports
-    from .progress import phase_progress
+    from .progress import progress_bar
 
     options = BenchOptions(artifacts=tuple(artifacts), arch=arch, weights=weights, backends=tuple(backends),
                            batches=tuple(batch), warmup=warmup, iters=iters, threads=threads, cuda_graph=cuda_graph,
                            seed=seed)
     paths = report_paths(report, options)
-    with phase_progress("bench") as update:
+    with progress_bar("bench") as update:
         result = run_bench(options, progress=update)
     json_path, md_path = write_reports(result, paths)
     env = result.environment
@@ -53,9 +53,8 @@ def bench(
                f"{env['threads']} threads")
     print_table("latency (interleaved, ms)",
                 ("contender", "timing", "batch", "p50", "p90", "p99", "img/s", f"vs {reference_name(result)}"), [
-                    (r["name"], r["timing"], str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
-                     f"{r['p99_ms']:.2f}", f"{r['throughput_ips']:.1f}",
-                     f"{r['ratio_vs_eager']:.2f}x" if r["ratio_vs_eager"] else "")
+                    (r.name, r.timing, str(r.batch), f"{r.stats.p50:.2f}", f"{r.stats.p90:.2f}",
+                     f"{r.stats.p99:.2f}", f"{r.stats.throughput:.1f}", f"{r.ratio:.2f}x" if r.ratio else "")
                     for r in result.rows])
     for note in result.notes:
         typer.echo(f"note: {note}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..exporters.tensorrt_plan import BuildOptions, HardwareCompat
+from resnest_deploy.exporters.tensorrt_options import BuildOptions, HardwareCompat
 from .options import FLAG, defaults
 from .render import print_table
 
@@ -42,9 +42,9 @@ def build(
     device: Annotated[int, typer.Option(min=0, help="CUDA device index.")] = _D.device,
 ) -> None:
     """Build a TensorRT engine (10.x or 11.x) with a JSON manifest; the ONNX decides the precision."""
-    from ..exporters.build_script import emit_script as write_script
-    from ..exporters.tensorrt_builder import BUILD_STAGES, build_engine
-    from .progress import stage_progress
+    from resnest_deploy.exporters.build_script import emit_script as write_script
+    from resnest_deploy.exporters.tensorrt_builder import build_engine
+    from .progress import progress_bar
 
     options = BuildOptions(
         model=model, batch=batch, img_size=img_size, workspace_gib=workspace, opt_level=opt_level,
@@ -55,14 +55,15 @@ def build(
         script = write_script(options, emit_script)
         typer.echo(f"wrote {script} (with {model.name} and the tool's code); on a GPU host run: bash {script}")
         return
-    with stage_progress(f"building {model.name}", BUILD_STAGES) as advance:
-        result = build_engine(options, progress=advance)
+    with progress_bar(f"building {model.name}") as update:
+        result = build_engine(options, progress=update)
     r = result.record
-    profile = r["profiles"][0]
-    print_table(f"TensorRT {r['tensorrt']} engine for {r['gpu']['name']} (sm {r['gpu']['compute_capability']})",
+    profile = r.profiles[0]
+    print_table(f"TensorRT {r.tensorrt} engine for {r.gpu.get('name')} (sm {r.gpu.get('compute_capability')})",
                 ("precision", "profile min/opt/max", "build (s)", "size (MB)", "layers"),
-                [(r["precision"], f"{profile['min']} / {profile['opt']} / {profile['max']}",
-                  f"{r['build_seconds']:.1f}", f"{r['engine_bytes'] / 1e6:.1f}", str(r["layers"].get("count", "?")))])
+                [(r.precision, f"{profile['min']} / {profile['opt']} / {profile['max']}",
+                  f"{r.extra['build_seconds']:.1f}", f"{r.extra['engine_bytes'] / 1e6:.1f}",
+                  str(r.extra["layers"].get("count", "?")))])
     typer.echo(f"wrote {result.path} and {result.manifest}")
 
 

@@ -7,17 +7,12 @@ from typing import Annotated
 
 import typer
 
-from ..deploy.options import PRECISIONS, DeployOptions
-from .options import FLAG, comma_list, defaults, positive_int
+from ..deploy.options import CPU_MODELS, DeployOptions
+from ..kinds import Precision
+from .options import FLAG, comma_list, defaults, one_of, positive_int
 from .render import print_table
 
 _D = defaults(DeployOptions)
-
-
-def _precision(text: str) -> str:
-    if text not in PRECISIONS:
-        raise ValueError(text)
-    return text
 
 
 def deploy(
@@ -25,7 +20,7 @@ def deploy(
     weights: Annotated[Path | None, typer.Option(help="Checkpoint [default: random init, BatchNorm re-estimated].")]
     = _D.weights,
     precisions: Annotated[str, typer.Option(
-        metavar="fp32,fp16,int8", parser=comma_list(_precision, "precision (fp32, fp16 or int8)"),
+        metavar="fp32,fp16,int8", parser=comma_list(Precision, "precision"),
         help="Artifacts to make, check and build engines for.")] = ",".join(_D.precisions),
     calib_data: Annotated[str | None, typer.Option(
         help="INT8 calibration images: folder, list file, or 'synthetic' (pipeline check only).")] = _D.calib_data,
@@ -49,22 +44,23 @@ def deploy(
     seed: Annotated[int, typer.Option(min=0, help="Seed of random init, sampling and synthetic inputs.")] = _D.seed,
     img_size: Annotated[int | None, typer.Option(min=1, help="Square input size [default: the arch's native size].")]
     = _D.img_size,
-    cpu_model: Annotated[str, typer.Option(
-        metavar="fp32|int8", help="What the Triton repository serves on CPUs: fp32, or int8 (an INT8 graph made for "
-                                  "ONNX Runtime's CPU kernels, about twice as fast; needs --calib-data).")]
+    cpu_model: Annotated[Precision, typer.Option(
+        metavar="fp32|int8", parser=one_of(Precision, tuple(map(str, CPU_MODELS))), help="What the Triton repository serves on CPUs: fp32, or int8 (an INT8 graph made for "
+                                  "ONNX Runtime's CPU kernels, measured faster than FP32 on every family, least on "
+                                  "ResNeXt: docs/benchmarks.md; needs --calib-data).")]
     = _D.cpu_model,
 ) -> None:
     """Export, FP16/INT8, parity, latency, engines per target GPU (or build bundles) and a Triton repository, in one
     run folder; a rerun redoes only what changed. Exit 1 if any parity failed."""
     from ..deploy.pipeline import run_deploy
-    from .progress import count_progress
+    from .progress import progress_bar
 
     options = DeployOptions(arch=arch, weights=weights, precisions=tuple(precisions), calib_data=calib_data,
                             calib_size=calib_size, data=data, targets=targets, batch=batch, out=out, force=force,
                             dry_run=dry_run, samples=samples, bench_batches=tuple(bench_batch), iters=iters, seed=seed,
                             img_size=img_size, cpu_model=cpu_model)
-    with count_progress(f"deploy {arch}") as update:
-        result = run_deploy(options, progress=lambda name, done, total: update(done, total))
+    with progress_bar(f"deploy {arch}") as update:
+        result = run_deploy(options, progress=update)
     title = f"plan for {result.run_dir} (--dry-run: nothing done)" if result.dry_run else f"deploy {result.run_dir}"
     print_table(title, ("step", "status", "seconds", "output", "why"),
                 [(s.name, s.status, f"{s.seconds:.1f}" if s.status in ("ran", "failed") and s.seconds else "",

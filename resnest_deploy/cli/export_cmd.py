@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from ..exporters.options import ExportOptions
+from resnest_deploy.exporters.options import ExportOptions
 from .options import FLAG, defaults
-from .progress import stage_progress
+from .progress import progress_bar
 from .render import print_checks, print_table
 
 _D = defaults(ExportOptions)
@@ -39,24 +39,20 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export an architecture to a verified, dynamic-batch ONNX file (atomic write, manifest beside it)."""
-    from ..exporters.onnx_export import EXPORT_STAGES, export_onnx
+    from resnest_deploy.exporters.onnx_export import export_onnx
 
     options = ExportOptions(
         arch=arch, weights=weights, output=output, opset=opset, img_size=img_size, batch=batch,
         dynamic_hw=dynamic_hw, verify=verify, keep_failed=keep_failed, num_classes=num_classes, seed=seed,
     )
-    with stage_progress(f"exporting {arch}", EXPORT_STAGES) as advance:
-        result = export_onnx(options, progress=advance)
+    with progress_bar(f"exporting {arch}") as update:
+        result = export_onnx(options, progress=update)
     if as_json:
         typer.echo(result.manifest.read_text())
         return
     print_checks(f"graph contract: {result.path}", result.report.checks)
     if result.comparisons:
-        print_table(
-            "verification vs eager (ONNX Runtime CPU)", ("case", "max-abs", "tolerance", "verdict"),
-            [(c.label, f"{c.max_abs:.2e}", f"{c.tolerance:.2e}", "pass" if c.passed else "FAIL")
-             for c in result.comparisons],
-        )
+        print_checks("verification vs eager (ONNX Runtime CPU)", result.comparisons)
     print_table("time (s)", ("stage", "seconds"), [(k, f"{v:.1f}") for k, v in result.timings.items()])
     typer.echo(f"wrote {result.path} and {result.manifest} (weights: {result.meta.weights})")
 
@@ -66,7 +62,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show an ONNX file's inputs/outputs, op histogram and graph-contract verdicts (exit 1 if any fails)."""
-    from ..exporters.graph import inspect_onnx
+    from resnest_deploy.exporters.graph import inspect_onnx
 
     report = inspect_onnx(model)
     if as_json:

@@ -36,9 +36,9 @@ def download(
 ) -> None:
     """Download an architecture's published checkpoint and check its SHA-256 prefix."""
     from ..models import download_published
-    from .progress import byte_progress
+    from .progress import progress_bar
 
-    with byte_progress(f"downloading {arch}") as update:
+    with progress_bar(f"downloading {arch}", in_bytes=True) as update:
         path = download_published(arch, directory, url=url, progress=update)
     typer.echo(str(path))
 

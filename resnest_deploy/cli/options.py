@@ -49,6 +49,20 @@ def comma_list(kind: Callable[[str], Any] | type[Enum], what: str) -> Callable[[
     return parse
 
 
+def one_of(kind: type[Enum], allowed: tuple[str, ...] | None = None) -> Callable[[str], Any]:
+    """A parser for one value of ``kind`` (an Enum of the package's vocabulary), limited to ``allowed`` names when
+    a command takes only some of them; a bad value is a usage error naming the choices."""
+    choices = allowed or tuple(m.value for m in kind)
+
+    def parse(value: str | Enum) -> Any:
+        text = getattr(value, "value", value)
+        if text not in choices:
+            raise typer.BadParameter(f"{text!r} is not one of {', '.join(choices)}")
+        return kind(text)
+
+    return parse
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (for comma lists of batch sizes)."""
     value = int(text)

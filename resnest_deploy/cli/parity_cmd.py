@@ -55,14 +55,14 @@ def parity(
     """Compare an artifact with the eager model: metrics, verdicts, class flips, accuracy; exit 1 on failure."""
     from ..parity.engine import run_parity
     from ..parity.report import report_paths, write_reports
-    from .progress import count_progress
+    from .progress import progress_bar
 
     options = ParityOptions(
         artifact=artifact, arch=arch, weights=weights, data=data, samples=samples, batch=batch, seed=seed,
         tolerances=_parse_tolerances(tol), localize=localize, class_index=class_index, provider=provider,
     )
     paths = report_paths(report, artifact)
-    with count_progress("parity") as update:
+    with progress_bar("parity") as update:
         result = run_parity(options, progress=update)
     json_path, md_path = write_reports(result, paths)
     _print_result(result)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import ensure_writable_dir, make_executable, write_text_atomic
-from ..exporters.build_script import copy_tool, script_preamble
-from ..exporters.metadata import ArtifactMeta
+from resnest_deploy.exporters.build_script import copy_tool, script_preamble
+from resnest_deploy.exporters.metadata import ArtifactMeta
 from .targets import Target
 from .triton import link_or_copy, plan_model_name
 

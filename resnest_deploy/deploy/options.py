@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "int8")
-CPU_MODELS = ("fp32", "int8")
+from ..kinds import ArtifactKind, Precision
+
+CPU_MODELS = (Precision.fp32, Precision.int8)  # what the Triton repository can serve on CPUs
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,12 @@ class DeployOptions:
         seed: Seed of random init, calibration sampling and synthetic inputs.
         img_size: Square input size [default: the arch's native size].
         cpu_model: What the Triton repository serves on CPUs: ``fp32``, or ``int8`` (an extra INT8 graph made for
-            ONNX Runtime's CPU kernels, about twice as fast; needs ``calib_data``).
+            ONNX Runtime's CPU kernels; needs ``calib_data``).
     """
 
     arch: str
     weights: Path | None = None
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[Precision | str, ...] = tuple(Precision)
     calib_data: str | None = None
     calib_size: int = 512
     data: Path | None = None
@@ -50,8 +51,15 @@ class DeployOptions:
     iters: int = 10
     seed: int = 0
     img_size: int | None = None
-    cpu_model: str = "fp32"
+    cpu_model: Precision | str = Precision.fp32
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / self.arch
+
+    @property
+    def kinds(self) -> tuple[ArtifactKind, ...]:
+        """The artifacts this run makes and checks: its precisions for TensorRT, and the CPU INT8 graph when the
+        repository serves it."""
+        made = tuple(ArtifactKind(Precision(p).value) for p in self.precisions)
+        return made + ((ArtifactKind.int8_cpu,) if self.cpu_model == Precision.int8 else ())

@@ -13,33 +13,18 @@ such as doit, was considered; the mechanism here is one small module with no new
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..atomic import write_text_atomic
 from ..hashing import file_sha256, record_sha256
+from ..versions import STEP_LIBRARIES, library_versions
 
 STATE_FILE = "deploy-state.json"
-_LIBRARIES = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "tensorrt")
-
-
-@functools.cache
-def library_versions() -> dict[str, str]:
-    """Versions of this tool and of the libraries whose version shapes an artifact (read without importing)."""
-    versions = {"resnest-deploy": __version__}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 @dataclass
@@ -73,6 +58,10 @@ class RunState:
                 if isinstance(entry, dict):
                     hashes[name] = entry
         return cls(path, steps, hashes)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
 
     def key(self, path: Path) -> str:
         """How a file is named in the records: relative to the run folder when inside it, else absolute."""
@@ -112,7 +101,7 @@ class RunState:
             return Decision(True, "its inputs are not the same files")
         if record.get("options") != record_sha256(options):
             return Decision(True, "options changed")
-        if record.get("versions") != library_versions():
+        if record.get("versions") != library_versions(STEP_LIBRARIES):
             return Decision(True, "tool or library versions changed")
         changed = self._changed(record.get("outputs", {}), outputs, "output", "was changed on disk")
         if changed:
@@ -135,7 +124,7 @@ class RunState:
         """Store a finished step and write the state file atomically."""
         self.steps[name] = {
             "inputs": {self.key(p): self.fingerprint(p) for p in inputs},
-            "options": record_sha256(options), "versions": library_versions(),
+            "options": record_sha256(options), "versions": library_versions(STEP_LIBRARIES),
             "outputs": {self.key(p): self.fingerprint(p) for p in outputs if p.exists()},
             "status": status, "seconds": round(seconds, 2), "note": note,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..exporters.tensorrt_plan import HardwareCompat, parse_batch
+from ..kinds import Precision
+from resnest_deploy.exporters.tensorrt_options import HardwareCompat, parse_batch
 
 # Compute capabilities of NVIDIA GPUs TensorRT 10/11 build for (TensorRT support matrices): Volta 7.0, Xavier 7.2,
 # Turing 7.5, Ampere 8.0/8.6, Orin 8.7, Ada 8.9, Hopper 9.0, Blackwell 10.0/10.1/10.3/11.0/12.0/12.1.
 KNOWN_CC = ("7.0", "7.2", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "10.1", "10.3", "11.0", "12.0", "12.1")
 NO_INT8_TENSOR_CORES = ("7.0",)  # Volta: INT8 would not run faster than FP16; TensorRT lists no INT8 there
 JETSON_CC = ("7.2", "8.7")  # Jetson Xavier/Orin: TensorRT 11 does not support Jetson (stay on 10.x)
-PRECISIONS = ("fp32", "fp16", "int8")
 KEYS = ("compute_capability", "tensorrt_major", "precisions", "batch", "hardware_compat", "workspace_gib")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -104,8 +104,8 @@ def _target(path: Path, name: str, table: Any, precisions: tuple[str, ...], batc
         raise _fail(path, name, "tensorrt_major", f"compute capability {cc} is a Jetson, which TensorRT 11 does not "
                                                   "support; use 10")
     chosen = table.get("precisions", list(precisions))
-    if not isinstance(chosen, list) or not chosen or any(p not in PRECISIONS for p in chosen):
-        raise _fail(path, name, "precisions", f"{chosen!r}: a non-empty list of {', '.join(PRECISIONS)}")
+    if not isinstance(chosen, list) or not chosen or any(p not in Precision.values() for p in chosen):
+        raise _fail(path, name, "precisions", f"{chosen!r}: a non-empty list of {', '.join(Precision.values())}")
     if "int8" in chosen and cc in NO_INT8_TENSOR_CORES:
         raise _fail(path, name, "precisions", f"INT8 on compute capability {cc}, which has no INT8 Tensor Cores")
     profile = str(table.get("batch", batch))

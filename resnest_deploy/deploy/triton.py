@@ -21,7 +21,8 @@ from pathlib import Path
 import onnx
 
 from ..atomic import atomic_path, write_text_atomic
-from ..exporters.graph import tensor_info
+from ..kinds import Precision
+from resnest_deploy.exporters.graph import tensor_info
 from .targets import Target
 
 _TRITON_TYPES = {"float": "TYPE_FP32", "float16": "TYPE_FP16", "double": "TYPE_FP64", "int64": "TYPE_INT64",
@@ -111,6 +112,11 @@ def plan_model_name(arch: str, precision: str) -> str:
     return f"{arch}_trt_{precision}"
 
 
+def plan_path(root: Path, arch: str, precision: str, target: Target) -> Path:
+    """Where a target's engine of ``precision`` lives in the repository: ``<model>/1/model.sm<XY>.plan``."""
+    return root / plan_model_name(arch, precision) / "1" / target.plan_name()
+
+
 def link_or_copy(source: Path, target: Path) -> None:
     """Put ``source``'s bytes at ``target`` atomically: a hard link when the folder allows it, else a copy."""
     with atomic_path(target) as tmp:
@@ -121,31 +127,34 @@ def link_or_copy(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
-def write_repository(root: Path, arch: str, onnx_path: Path, targets: list[Target], *,
-                     labels: list[str] | None = None) -> list[ModelEntry]:
-    """Write (or refresh) the repository: the ONNX model with its file, and one plan model per precision whose
-    plan files the targets' builds put in place (``1/model.sm<XY>.plan``).
-
-    Returns:
-        The model entries written.
-    """
+def repository_entries(arch: str, onnx_path: Path, targets: list[Target], *,
+                       labels: list[str] | None = None) -> list[ModelEntry]:
+    """The models of the repository (the record its files are written from, and its report section read from):
+    the ONNX model, and one plan model per precision whose plan files the targets' builds put in place
+    (``1/model.sm<XY>.plan``)."""
     model = onnx.load(str(onnx_path), load_external_data=False)
     inputs, outputs = io_configs(model)
     label_file = "labels.txt" if labels else None
-    entries = []
     cpu_max = max(t.profile[2] for t in targets) if targets else 32
     cpu_opt = min(t.profile[1] for t in targets) if targets else 8
-    entries.append(ModelEntry(onnx_model_name(arch), "onnxruntime_onnx", cpu_max, cpu_opt, inputs, outputs, False,
-                              label_file=label_file))
-    precisions = sorted({p for t in targets for p in t.precisions}, key=("fp32", "fp16", "int8").index)
-    for precision in precisions:
+    entries = [ModelEntry(onnx_model_name(arch), "onnxruntime_onnx", cpu_max, cpu_opt, inputs, outputs, False,
+                          label_file=label_file)]
+    for precision in Precision:
         users = [t for t in targets if precision in t.precisions]
+        if not users:
+            continue
         anywhere = next((t for t in users if not t.compute_capability), None)
         entries.append(ModelEntry(
             plan_model_name(arch, precision), "tensorrt_plan", min(t.profile[2] for t in users),
             min(t.profile[1] for t in users), inputs, outputs, True,
             {t.compute_capability: t.plan_name() for t in users if t.compute_capability}, label_file,
             anywhere.plan_name() if anywhere else None))
+    return entries
+
+
+def write_repository(root: Path, entries: list[ModelEntry], onnx_path: Path, *,
+                     labels: list[str] | None = None) -> None:
+    """Write (or refresh) the repository's configs, labels and the ONNX model file from ``entries``."""
     for entry in entries:
         folder = root / entry.name
         (folder / "1").mkdir(parents=True, exist_ok=True)
@@ -153,4 +162,3 @@ def write_repository(root: Path, arch: str, onnx_path: Path, targets: list[Targe
         if labels:
             write_text_atomic(folder / "labels.txt", "\n".join(labels) + "\n")
     link_or_copy(onnx_path, root / entries[0].name / "1" / "model.onnx")
-    return entries

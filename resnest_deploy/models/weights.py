@@ -25,6 +25,7 @@ from torch import nn
 from ..atomic import atomic_path
 from ..hashing import file_sha256
 from ..paths import existing_file
+from ..progress import ProgressFn
 from ..errors import CheckpointError, DownloadError, WeightsMismatchError
 from .config import ModelConfig
 
@@ -305,7 +306,6 @@ def load_into(model: nn.Module, checkpoint: Checkpoint, cfg: ModelConfig, *, gue
     return layout.name
 
 
-ProgressFn = Callable[[int, int | None], None]
 
 
 def download_weights(
@@ -321,7 +321,7 @@ def download_weights(
         url: ``https://``, ``http://`` or ``file://`` address; its last path part is the file name.
         sha256_prefix: Leading hex digits the file's SHA-256 must start with.
         dest_dir: Folder to store the file in (created if needed).
-        progress: Called with (bytes so far, total bytes or None) as data arrives.
+        progress: Called with (``download``, bytes so far, total bytes or None) as data arrives.
         timeout: Socket timeout in seconds.
 
     Returns:
@@ -348,7 +348,7 @@ def download_weights(
                     digest.update(block)
                     done += len(block)
                     if progress:
-                        progress(done, total_bytes)
+                        progress("download", done, total_bytes)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise DownloadError(f"download of {url} failed: {getattr(exc, 'reason', None) or exc}") from None
         actual = digest.hexdigest()

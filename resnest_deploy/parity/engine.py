@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,28 +12,28 @@ import torch
 
 from .. import interrupts
 from ..batching import fit_batch, run_batched
-from ..calibration.images import ImageSet, find_images, iter_batches
+from resnest_deploy.calibration.images import ImageSet, find_images, iter_batches
 from ..checks import Check
-from ..errors import CheckpointError, ConfigError, WeightsMismatchError, check_minimums
-from ..exporters.graph import check_fits, load_artifact
-from ..exporters.metadata import ArtifactMeta, is_engine, read_manifest
+from ..errors import ConfigError, WeightsMismatchError
+from resnest_deploy.exporters.graph import check_fits, load_artifact
+from resnest_deploy.exporters.metadata import ArtifactMeta, read_manifest
+from resnest_deploy.exporters.tensorrt_options import EngineRecord
 from ..hashing import file_sha256
-from ..metrics import ParityMetrics, compare_logits
-from ..paths import existing_file
+from ..kinds import is_engine
+from ..metrics import ParityMetrics, Tolerances, compare_logits, judge
+from ..progress import ProgressFn
 from ..models import InputConfig, create_model, get_config
 from ..models.synthetic import synthetic_images
 from ..runners.factory import open_artifact_runner, target_note
-from ..runners.ort_runner import Provider
 from ..runners.torch_runner import TorchRunner
 from .class_index import read_class_index
 from .localize import Localization, localize
-from .options import DEFAULT_SAMPLES, ParityOptions
-from .tolerances import Judgement, Tolerances, judge, judgement_of
+from .options import DEFAULT_SAMPLES, ParityOptions, validate_options
+from .tolerances import Judgement, judgement_of
 
 # Per-stage relative error over which --localize calls a stage diverged, by precision.
 STAGE_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.15}
 _WNID = re.compile(r"^n\d{8}$")
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,12 @@ class ParityResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "schema": "resnest-deploy/parity/1", "artifact": self.artifact, "arch": self.arch,
+            "schema": "resnest-deploy/parity/2", "artifact": self.artifact, "arch": self.arch,
             "precision": self.precision, "runner": self.runner, "weights": self.weights, "inputs": self.inputs,
             "passed": self.passed, "preset": self.judgement.preset if self.judgement else None,
             "judgement": self.judgement.reason if self.judgement else None,
             "metrics": self.metrics.to_dict(), "tolerances": self.tolerances.to_dict(),
-            "verdicts": [{"metric": v.name, "value": v.value, "limit": v.limit, "passed": v.passed}
-                         for v in self.verdicts],
+            "verdicts": [v.to_dict() for v in self.verdicts],
             "flips": [f.__dict__ for f in self.flips], "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "accuracy": self.accuracy, "localization": self.localization.to_dict() if self.localization else None,
             "notes": self.notes,
@@ -97,33 +96,12 @@ class _Outputs:
     first_batch: np.ndarray | None
 
 
-def validate_options(options: ParityOptions) -> None:
-    """Check the options that need no model or artifact, before anything slow starts.
-
-    Raises:
-        ConfigError: A bad count, seed, provider, tolerance name or path.
-        CheckpointError: ``--weights`` is not a file.
-    """
-    check_minimums(("--batch", options.batch, 1), ("--seed", options.seed, 0), ("--samples", options.samples, 1))
-    if options.provider not in [p.value for p in Provider]:
-        raise ConfigError(f"unknown provider {options.provider!r}; choose {', '.join(p.value for p in Provider)}")
-    Tolerances().with_overrides(options.tolerances)
-    if options.weights is not None:
-        existing_file(options.weights, CheckpointError, "checkpoint file")
-    if options.data is not None and not Path(options.data).is_dir():
-        raise ConfigError(f"--data {options.data}: not a folder of images")
-    if options.class_index is not None:
-        if options.data is None:
-            raise ConfigError("--class-index maps the class folders of --data; give --data too")
-        existing_file(options.class_index, ConfigError, "class index file")
-
-
 def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) -> ParityResult:
     """Compare an artifact's outputs with the eager model's and judge them by the artifact's judgement.
 
     Args:
         options: What to compare.
-        progress: Called with (samples done, samples total) after each batch.
+        progress: Called with (``parity``, samples done, samples total) after each batch.
 
     Returns:
         The result; ``result.passed`` is False when any judged metric fails.
@@ -135,7 +113,8 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
     """
     validate_options(options)
     proto, meta = load_artifact(options.artifact)
-    engine = (read_manifest(options.artifact) or {}).get("engine") if is_engine(options.artifact) else None
+    table = (read_manifest(options.artifact) or {}).get("engine") if is_engine(options.artifact) else None
+    engine = EngineRecord.from_dict(table) if isinstance(table, dict) else None
     arch = _resolve_arch(options, meta)
     cfg = meta.input if meta else get_config(arch).input
     images = _images(options)
@@ -266,7 +245,7 @@ def _run_both(options: ParityOptions, model: torch.nn.Module, cfg: InputConfig, 
             names += batch_names
             labels += batch_labels
             if progress:
-                progress(len(names) + len(skipped), total)
+                progress("parity", len(names) + len(skipped), total)
         runner = artifact.name
     if not names:
         raise ConfigError(f"no readable images in {options.data} ({len(skipped)} skipped, e.g. {skipped[0][1]})")

@@ -14,7 +14,8 @@ import onnx
 
 from ..checks import Check
 from ..errors import ArtifactError
-from ..exporters.graph_index import GraphIndex
+from ..metrics import max_abs_rel
+from resnest_deploy.exporters.graph_index import GraphIndex
 from ..runners.ort_runner import OrtRunner
 from ..runners.torch_runner import TorchRunner
 
@@ -23,8 +24,9 @@ from ..runners.torch_runner import TorchRunner
 class Localization:
     """Per-stage errors and the verdict: the first stage over tolerance and the stage with the largest jump.
 
-    Each stage is a :class:`Check` whose value is the stage output's relative error (``max_abs / max |eager|``)
-    and whose limit is the precision's stage tolerance.
+    Each stage is a :class:`Check` whose value is the stage output's relative error
+    (:func:`~resnest_deploy.metrics.max_abs_rel` with a small floor: feature maps can be small) and whose limit is
+    the precision's stage tolerance.
     """
 
     stages: tuple[Check, ...]
@@ -33,8 +35,7 @@ class Localization:
 
     def to_dict(self) -> dict[str, object]:
         return {"first_bad": self.first_bad, "largest_jump": self.largest_jump,
-                "stages": [{"stage": s.name, "rel": s.value, "tolerance": s.limit, "passed": s.passed,
-                            "detail": s.detail} for s in self.stages]}
+                "stages": [s.to_dict() for s in self.stages]}
 
 
 def stage_outputs(model: onnx.ModelProto) -> list[str]:
@@ -87,11 +88,13 @@ def localize(eager: TorchRunner, model: onnx.ModelProto, x: np.ndarray, *, toler
     return Localization(tuple(errors), first_bad, largest)
 
 
+FEATURE_FLOOR = 1e-6  # relative error of a feature map: its own scale, however small (not the logits' floor of 1)
+
+
 def _stage_check(stage: str, ref: np.ndarray, got: np.ndarray, tolerance: float) -> Check:
     """The stage's relative error against its tolerance (inf when the shapes differ)."""
     if ref.shape != got.shape:
         return Check(stage, False, f"shape {list(got.shape)} vs eager {list(ref.shape)}", float("inf"), tolerance)
-    max_abs = float(np.abs(got - ref).max())
-    rel = max_abs / max(float(np.abs(ref).max()), 1e-6)
-    return Check(stage, bool(np.isfinite(rel)) and rel <= tolerance, f"{rel:.3g} (max-abs {max_abs:.3g})", rel,
-                 tolerance)
+    rel = max_abs_rel(ref, got, floor=FEATURE_FLOOR)
+    max_abs = float(np.abs(got.astype(np.float64) - ref).max())
+    return Check(stage, rel <= tolerance, f"{rel:.3g} (max-abs {max_abs:.3g})", rel, tolerance)

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import CheckpointError, ConfigError, check_minimums
+from ..metrics import Tolerances
+from ..paths import existing_file
 from ..runners.ort_runner import Provider
 
 DEFAULT_SAMPLES = 64
@@ -31,3 +34,24 @@ class ParityOptions:
     class_index: Path | None = None
     provider: Provider | str = Provider.auto
     model: Any = field(default=None, compare=False, repr=False)  # a torch.nn.Module
+
+
+def validate_options(options: ParityOptions) -> None:
+    """Check the options that need no model or artifact, before anything slow starts.
+
+    Raises:
+        ConfigError: A bad count, seed, provider, tolerance name or path.
+        CheckpointError: ``--weights`` is not a file.
+    """
+    check_minimums(("--batch", options.batch, 1), ("--seed", options.seed, 0), ("--samples", options.samples, 1))
+    if options.provider not in [p.value for p in Provider]:
+        raise ConfigError(f"unknown provider {options.provider!r}; choose {', '.join(p.value for p in Provider)}")
+    Tolerances().with_overrides(options.tolerances)
+    if options.weights is not None:
+        existing_file(options.weights, CheckpointError, "checkpoint file")
+    if options.data is not None and not Path(options.data).is_dir():
+        raise ConfigError(f"--data {options.data}: not a folder of images")
+    if options.class_index is not None:
+        if options.data is None:
+            raise ConfigError("--class-index maps the class folders of --data; give --data too")
+        existing_file(options.class_index, ConfigError, "class index file")

@@ -8,48 +8,12 @@ version of it). ``--tol METRIC=VALUE`` still overrides any limit.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
+from ..kinds import Precision
+from ..metrics import Tolerances
 
-from ..checks import Check
-from ..errors import ConfigError
-from ..metrics import ParityMetrics
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """Pass limits per metric; ``None`` means the metric is reported but not judged.
-
-    Upper limits: ``max_abs_rel``, ``kl_mean``. Lower limits: ``cosine_min``, ``cosine_mean``,
-    ``top1_agreement``, ``top5_overlap``.
-    """
-
-    max_abs_rel: float | None = None
-    cosine_min: float | None = None
-    cosine_mean: float | None = None
-    top1_agreement: float | None = None
-    top5_overlap: float | None = None
-    kl_mean: float | None = None
-
-    def with_overrides(self, overrides: dict[str, float]) -> Tolerances:
-        """Replace limits by name.
-
-        Raises:
-            ConfigError: An unknown metric name.
-        """
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown tolerance {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return replace(self, **overrides)
-
-    def to_dict(self) -> dict[str, float | None]:
-        return asdict(self)
-
-
-UPPER = frozenset({"max_abs_rel", "kl_mean"})
 
 # FP32 is the export tolerance; FP16 and INT8 allow their rounding but still demand that the classifier's
 # decisions barely move (levels checked on the trained test model: docs/parity.md, docs/quantization.md).
@@ -90,34 +54,22 @@ def judgement_for(precision: str, *, random_init: bool, tf32: bool = False) -> J
         random_init: The model had no checkpoint (random init with BatchNorm re-estimated).
         tf32: A TensorRT engine built with TF32 allowed for its FP32 layers.
     """
-    if precision not in PRESETS:
-        raise ConfigError(f"no tolerance preset for precision {precision!r}")
+    precision = Precision.parse(precision, "precision").value
     name, why = precision, f"{precision} artifact"
-    if precision == "fp32" and tf32:
+    if precision == Precision.fp32 and tf32:
         name, why = "tf32", "FP32 engine built with TF32 allowed: convolutions round inputs to a 10-bit mantissa"
-    if random_init and name != "fp32":
-        return Judgement(f"{name}-random-init", f"{why} of a random-init model: its logits are near ties, so it is "
-                                                "judged by error, cosine and KL, not top-1 agreement")
+    if random_init and name != Precision.fp32:
+        preset = f"{name}-random-init"
+        judged = ", ".join(k for k, v in PRESETS[preset].to_dict().items() if v is not None)
+        return Judgement(preset, f"{why} of a random-init model: its logits are near ties, so it is judged by "
+                                 f"{judged}, not top-1 agreement")
     return Judgement(name, why)
 
 
-def judgement_of(meta: Any, engine: dict[str, Any] | None = None) -> Judgement:
-    """The judgement of an artifact from its metadata (and an engine's manifest record, if it is an engine)."""
+def judgement_of(meta: Any, engine: Any = None) -> Judgement:
+    """The judgement of an artifact from its metadata (and its :class:`EngineRecord`, if it is an engine)."""
     if meta is None:
         return judgement_for("fp32", random_init=False)
     random_init = meta.weights_sha256 is None and meta.seed is not None
-    tf32 = bool(engine and engine.get("tf32")) and meta.precision == "fp32"
+    tf32 = bool(engine is not None and engine.tf32) and meta.precision == Precision.fp32
     return judgement_for(meta.precision, random_init=random_init, tf32=tf32)
-
-
-def judge(metrics: ParityMetrics, tolerances: Tolerances) -> list[Check]:
-    """A check for every judged metric (every failure is collected, not just the first)."""
-    verdicts = []
-    for name, limit in tolerances.to_dict().items():
-        if limit is None:
-            continue
-        value = getattr(metrics, name)
-        ok = value <= limit if name in UPPER else value >= limit
-        detail = f"{value:.6g} {'<=' if name in UPPER else '>='} {limit:.6g}"
-        verdicts.append(Check(name, bool(ok and np.isfinite(value)), detail, value=value, limit=limit))
-    return verdicts

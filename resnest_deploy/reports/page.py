@@ -19,6 +19,7 @@ from typing import Any
 from ..atomic import write_text_atomic
 from ..paths import report_pair
 from ..errors import ConfigError
+from ..metrics import MAX_ABS_REL_FORMULA
 
 
 @dataclass
@@ -130,7 +131,7 @@ def parity_plot(parity: list[dict[str, Any]]) -> str | None:
         return None
     plt = _pyplot()
     labels = [f"{Path(p['artifact']).name} ({p['precision']})" for p in parity]
-    panels = [("max_abs_rel", "max |Δ| / max(1, max|logit|)", True), ("cosine_min", "min cosine", False),
+    panels = [("max_abs_rel", MAX_ABS_REL_FORMULA, True), ("cosine_min", "min cosine", False),
               ("top1_agreement", "top-1 agreement", False)]
     height = max(2.8, 1.2 + 0.38 * len(parity))
     fig, axes = plt.subplots(1, 3, figsize=(12, height), sharey=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ArtifactError
-from ..exporters.metadata import ENGINE_SUFFIXES, is_engine
+from ..kinds import ENGINE_SUFFIXES, is_engine
 from .base import Runner
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, EngineMismatchError
-from ..exporters.metadata import read_manifest
-from ..exporters.tensorrt_env import check_engine_host, import_tensorrt, trt_version
+from resnest_deploy.exporters.metadata import read_manifest
+from resnest_deploy.exporters.tensorrt_env import check_engine_host, import_tensorrt, trt_version
+from resnest_deploy.exporters.tensorrt_options import EngineRecord
 from .base import InputMismatchError, Runner, TensorSpec
 
 
@@ -61,7 +62,7 @@ class TrtRunner(Runner):
             raise ArtifactError(f"{self.path}: no manifest ({self.path.name}.json) beside the engine; engines are "
                                 "checked against the GPU and TensorRT version they were built with")
         trt, gpu = import_tensorrt("running a TensorRT engine", self.device)  # device N is current from here
-        engine_record = record["engine"]
+        engine_record = EngineRecord.from_dict(record["engine"])
         check_engine_host(engine_record, gpu, trt_version(trt), self.path.name)
         if self._backend is None:
             from .cuda_device import CudaDevice
@@ -70,7 +71,7 @@ class TrtRunner(Runner):
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        if engine_record.get("version_compatible"):
+        if engine_record.version_compatible:
             self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
@@ -87,7 +88,7 @@ class TrtRunner(Runner):
             self._limits[name] = (low, high)
             shape = tuple(None if lo != hi else lo for lo, hi in zip(low, high))
             self._specs.append(TensorSpec(name, self._dtype(name), shape))
-        self.name = f"tensorrt[{trt_version(trt)},{engine_record.get('precision', '?')}]"
+        self.name = f"tensorrt[{trt_version(trt)},{engine_record.precision}]"
 
     def deactivate(self) -> None:
         self._bound.clear()

@@ -52,13 +52,13 @@ def test_contenders_follow_the_host():
     """CPU-only hosts compare with eager FP32 on the CPU; CUDA hosts with eager on the GPU (FP32 exact, FP16,
     FP16 channels-last) and, on request, torch.compile reduce-overhead; the first eager contender is the
     ratios' reference."""
-    from resnest_deploy.bench.contenders import plan_eager
+    from resnest_deploy.bench.contenders import eager_contenders
     from resnest_deploy.errors import ConfigError
 
-    assert [s.label for s in plan_eager(("eager", "ort"), cuda=False)] == ["eager[cpu,fp32]"]
-    gpu = plan_eager(("eager", "compile", "trt"), cuda=True)
+    assert [s.label for s in eager_contenders(("eager", "ort"), cuda=False)] == ["eager[cpu,fp32]"]
+    gpu = eager_contenders(("eager", "compile", "trt"), cuda=True)
     assert [(s.device, s.precision, s.channels_last, s.compiled) for s in gpu] == [
         ("cuda", "fp32", False, False), ("cuda", "fp16", False, False), ("cuda", "fp16", True, False),
         ("cuda", "fp16", True, True)]
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
-        plan_eager(("eager", "compile"), cuda=False)
+        eager_contenders(("eager", "compile"), cuda=False)

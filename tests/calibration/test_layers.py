@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from resnest_deploy.calibration.fp16 import convert_fp16
-from resnest_deploy.calibration.int8 import plan_qdq
+from resnest_deploy.calibration.int8 import place_qdq
 from resnest_deploy.calibration.layers import layer_map
 from resnest_deploy.errors import ConfigError
 from resnest_deploy.exporters.graph_index import name_nodes
@@ -46,7 +46,7 @@ def test_fp16_and_int8_keep_the_same_layers_float(graph, pattern):
                   if n.op_type in ("Conv", "Gemm")
                   and any(i.name == n.input[1] and i.data_type == onnx.TensorProto.FLOAT
                           for i in fp16.graph.initializer)}
-    plan = plan_qdq(graph, layer_map(graph, stages), exclude=(pattern,), quantize_attention=True)
+    plan = place_qdq(graph, layer_map(graph, stages), exclude=(pattern,), quantize_attention=True)
     int8_float = {u.owner for u in plan.excluded if u.kind == "weight"}
     assert fp16_float and fp16_float == int8_float
 

@@ -92,7 +92,7 @@ def ws(export_cache, tmp_path_factory) -> Path:
     (root / "keras-bad.json").write_text(json.dumps({"zero": ["n01440764", "tench"]}))
     (root / "blocker").write_text("a file where a folder should be")
     (root / "cut-reports").mkdir()
-    (root / "cut-reports" / "m.parity.json").write_text(json.dumps({"schema": "resnest-deploy/parity/1",
+    (root / "cut-reports" / "m.parity.json").write_text(json.dumps({"schema": "resnest-deploy/parity/2",
                                                                     "artifact": "m.onnx", "metrics": {}}))
     return root
 
@@ -269,7 +269,7 @@ def test_there_are_at_least_40_cases_across_every_command():
 def test_markdown_named_reports_never_overwrite_their_json(ws, tmp_path):
     result = run_cli("parity", str(ws / "m.onnx"), "--samples", "2", "--report", str(tmp_path / "r.md"))
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "r.json").read_text())["schema"] == "resnest-deploy/parity/1"
+    assert json.loads((tmp_path / "r.json").read_text())["schema"] == "resnest-deploy/parity/2"
     assert (tmp_path / "r.md").read_text().startswith("# Parity")
     page = run_cli("report", str(tmp_path), "--output", str(tmp_path / "page.md"))
     assert page.returncode == 0, page.stderr

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2
 
 from resnest_deploy.deploy.targets import Target
-from resnest_deploy.deploy.triton import write_repository
+from resnest_deploy.deploy.triton import repository_entries, write_repository
 
 
 def _graph(path):
@@ -26,7 +26,8 @@ def _graph(path):
 def test_dynamic_sizes_labels_and_a_target_without_a_pinned_gpu(tmp_path):
     model = _graph(tmp_path / "m.onnx")
     targets = [Target("any", None, None, ("fp16",), "2:4:16"), Target("l4", "8.9", 10, ("fp16", "int8"), "1:8:64")]
-    entries = write_repository(tmp_path / "repo", "tiny", model, targets, labels=list("abcde"))
+    entries = repository_entries("tiny", model, targets, labels=list("abcde"))
+    write_repository(tmp_path / "repo", entries, model, labels=list("abcde"))
     assert [e.name for e in entries] == ["tiny_onnx", "tiny_trt_fp16", "tiny_trt_int8"]
     configs = {e.name: text_format.Parse((tmp_path / "repo" / e.name / "config.pbtxt").read_text(),
                                          model_config_pb2.ModelConfig()) for e in entries}

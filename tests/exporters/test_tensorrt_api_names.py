@@ -84,7 +84,7 @@ def test_the_scan_catches_removed_names():
 @pytest.mark.parametrize("version", sorted(VERSIONS.values()))
 def test_names_reached_through_tables_exist(version):
     """Names the builder looks up from option tables (getattr) rather than spelling out."""
-    from resnest_deploy.exporters.tensorrt_plan import HardwareCompat
+    from resnest_deploy.exporters.tensorrt_options import HardwareCompat
 
     surface = load_surface(version)
     assert {level.trt_name for level in HardwareCompat} <= surface.members("HardwareCompatibilityLevel")

@@ -18,7 +18,7 @@ from onnx import helper
 
 from resnest_deploy.exporters.build_script import emit_script
 from resnest_deploy.exporters.tensorrt_builder import build_engine
-from resnest_deploy.exporters.tensorrt_plan import BuildOptions, parse_batch
+from resnest_deploy.exporters.tensorrt_options import BuildOptions, parse_batch
 from resnest_deploy.exporters.metadata import ArtifactMeta
 from resnest_deploy.exporters.tensorrt_env import GpuInfo
 from resnest_deploy.models import get_config
@@ -71,7 +71,7 @@ def test_build_one_code_path_for_10_and_11(monkeypatch, tmp_path, onnx_model, ma
     # Timing cache: saved after the first build, loaded and merged by the second.
     assert cache.read_bytes() == b"|timings" and engine["timing_cache"]["loaded_bytes"] == 0
     again = build_engine(options)
-    assert again.record["timing_cache"]["loaded_bytes"] == len(b"|timings")
+    assert again.record.extra["timing_cache"]["loaded_bytes"] == len(b"|timings")
     assert cache.read_bytes() == b"|timings|timings"
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))
 
@@ -81,7 +81,7 @@ def test_the_stage_list_shown_is_the_stages_run(monkeypatch, tmp_path, onnx_mode
 
     _use_double(monkeypatch, "11")
     seen = []
-    build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine"), progress=seen.append)
+    build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine"), progress=lambda phase, done, total: seen.append(phase))
     assert tuple(seen) == BUILD_STAGES
 
 

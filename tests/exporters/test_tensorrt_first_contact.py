@@ -18,7 +18,8 @@ from resnest_deploy.exporters.build_script import emit_script
 from resnest_deploy.exporters.metadata import read_manifest
 from resnest_deploy.exporters.tensorrt_builder import build_engine
 from resnest_deploy.exporters.tensorrt_env import GpuInfo, check_engine_host, version_rule
-from resnest_deploy.exporters.tensorrt_plan import BuildOptions
+from resnest_deploy.exporters.tensorrt_options import BuildOptions
+from resnest_deploy.exporters.tensorrt_options import EngineRecord
 from resnest_deploy.parity.tolerances import judgement_of
 from resnest_deploy.runners.trt_runner import TrtRunner
 from tests.tensorrt_double import CLASSES, FakeDevice, install_double
@@ -48,15 +49,15 @@ def test_fp32_engines_are_built_without_tf32_and_judged_by_what_they_compute(mon
     assert trt.built[-1]["flags_cleared"] == ["TF32"] and "TF32" not in trt.built[-1]["flags_set"]
     manifest = read_manifest(plain.path)
     assert manifest["engine"]["tf32"] is False
-    assert judgement_of(_meta(manifest), manifest["engine"]).preset == "fp32"
+    assert judgement_of(_meta(manifest), EngineRecord.from_dict(manifest["engine"])).preset == "fp32"
     tf32 = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "tf32.engine", tf32=True))
     manifest = read_manifest(tf32.path)
     assert "TF32" in trt.built[-1]["flags_set"] and manifest["engine"]["tf32"] is True
-    meta = _meta(manifest)
-    assert judgement_of(meta, manifest["engine"]).preset == "tf32-random-init"  # the export is random-init
+    meta, engine = _meta(manifest), EngineRecord.from_dict(manifest["engine"])
+    assert judgement_of(meta, engine).preset == "tf32-random-init"  # the export is random-init
     checkpoint = meta.with_changes(weights_sha256="ab" * 32, seed=None)
-    assert judgement_of(checkpoint, manifest["engine"]).preset == "tf32"
-    assert judgement_of(checkpoint, manifest["engine"]).tolerances.max_abs_rel == 5e-3
+    assert judgement_of(checkpoint, engine).preset == "tf32"
+    assert judgement_of(checkpoint, engine).tolerances.max_abs_rel == 5e-3
 
 
 def _meta(manifest):
@@ -89,7 +90,7 @@ def test_layer_summary_of_a_dynamic_version_compatible_engine(monkeypatch, tmp_p
     _use_double(monkeypatch, major)
     result = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", version_compatible=True,
                                        output=tmp_path / "m.engine"))
-    layers = result.record["layers"]
+    layers = result.record.extra["layers"]
     assert layers["count"] == 2 and layers["by_output_precision"] == {"FP16": 1, "FP32": 1}, layers
 
 
@@ -101,7 +102,7 @@ def test_device_n_is_current_before_any_tensorrt_object(monkeypatch, tmp_path, o
     kinds = [(c[0], c[1]) for c in trt.calls]
     assert kinds.index(("cuda", "set_device")) < kinds.index(("Builder", "__init__"))
     assert ("cuda", "set_device", (1,), {}) in trt.calls
-    assert result.record["gpu"]["index"] == 1
+    assert result.record.gpu["index"] == 1
     runner = TrtRunner(result.path, device=1, backend=FakeDevice(trt))
     trt.calls.clear()
     runner.activate()

@@ -25,7 +25,7 @@ from resnest_deploy.bench.options import BenchOptions  # noqa: E402
 from resnest_deploy.calibration.quantize import QuantizeOptions, quantize_onnx  # noqa: E402
 from resnest_deploy.exporters.onnx_export import ExportOptions, export_onnx  # noqa: E402
 from resnest_deploy.exporters.tensorrt_builder import build_engine  # noqa: E402
-from resnest_deploy.exporters.tensorrt_plan import BuildOptions  # noqa: E402
+from resnest_deploy.exporters.tensorrt_options import BuildOptions  # noqa: E402
 from resnest_deploy.models import create_model  # noqa: E402
 from resnest_deploy.models.synthetic import synthetic_images  # noqa: E402
 from resnest_deploy.parity import ParityOptions, run_parity  # noqa: E402
@@ -59,8 +59,8 @@ def _inputs(batch: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_builds_with_a_layer_summary(engines, precision):
     record = engines[precision].record
-    assert record["precision"] == precision and record["engine_bytes"] > 0 and record["tf32"] is False
-    layers = record["layers"]
+    assert record.precision == precision and record.extra["engine_bytes"] > 0 and record.tf32 is False
+    layers = record.extra["layers"]
     assert layers["count"] > 0 and sum(layers["by_output_precision"].values()) == layers["count"], layers
     assert layers["by_output_precision"].get("unknown", 0) < layers["count"], layers
     if precision != "fp32":
@@ -91,10 +91,10 @@ def test_parity_uses_the_preset_the_manifest_implies(engines, precision):
 def test_bench_times_gpu_eager_compile_and_tensorrt(engines):
     result = run_bench(BenchOptions(artifacts=(engines["fp16"].path,), backends=("eager", "compile", "trt"),
                                     batches=(1, 4), warmup=5, iters=10))
-    names = {r["name"] for r in result.rows}
+    names = {r.name for r in result.rows}
     assert {"eager[cuda,fp32]", "eager[cuda,fp16]", "eager[cuda,fp16,channels-last]",
             "compile[cuda,fp16,channels-last,reduce-overhead]"} <= names
-    timings = {r["timing"] for r in result.rows if r["backend"] == "trt"}
+    timings = {r.timing for r in result.rows if r.backend == "trt"}
     assert timings == {"engine only (device-resident)", "end to end"}
-    assert all(r["reference"] == "eager[cuda,fp32]" and r["p50_ms"] > 0 for r in result.rows)
+    assert all(r.reference == "eager[cuda,fp32]" and r.stats.p50 > 0 for r in result.rows)
     assert result.environment["gpu"]

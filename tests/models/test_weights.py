@@ -159,7 +159,7 @@ def test_download_checks_hash_on_a_file_url(tmp_path):
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     dest = tmp_path / "cache"
     seen = []
-    path = download_weights(source.as_uri(), digest[:8], dest, progress=lambda done, total: seen.append(done))
+    path = download_weights(source.as_uri(), digest[:8], dest, progress=lambda phase, done, total: seen.append(done))
     assert path == dest / source.name and path.read_bytes() == source.read_bytes()
     assert seen and seen[-1] == source.stat().st_size
     assert download_weights(source.as_uri(), digest[:8], dest) == path  # cached copy reused

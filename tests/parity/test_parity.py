@@ -72,7 +72,7 @@ def test_perturbed_layer3_weight_fails_and_is_localised(export_cache, cli, tmp_p
     assert not data["passed"]
     loc = data["localization"]
     assert loc["first_bad"] == "layer3.1", loc
-    before = [s for s in loc["stages"] if s["stage"] in ("stem", "layer1.0", "layer2.1", "layer3.0")]
+    before = [s for s in loc["stages"] if s["name"] in ("stem", "layer1.0", "layer2.1", "layer3.0")]
     assert all(s["passed"] for s in before)
     assert "first diverging stage: layer3.1" in result.stdout
 

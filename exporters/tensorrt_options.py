@@ -4,9 +4,10 @@ profile, the precision the ONNX holds, and the ops TensorRT's parser would refus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -14,14 +15,12 @@ import onnx
 from resnest_deploy.paths import output_file
 from resnest_deploy.errors import ArtifactError, ConfigError
 from resnest_deploy.hashing import file_sha256
+from resnest_deploy.kinds import Precision, engine_path
 
 from .graph import UNSUPPORTED_BY_TENSORRT, load_onnx, tensor_info
 from .graph_index import DEFAULT_DOMAINS, GraphIndex, op_label
 from .metadata import ArtifactMeta, read_metadata
 from .qdq_rules import has_qdq
-
-ENGINE_SUFFIX = ".engine"
-
 
 class HardwareCompat(str, Enum):
     """Which GPUs an engine may run on: ``none`` (the builder's architecture), ``ampere+`` or ``same-cc``."""
@@ -68,7 +67,7 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
-class BuildPlan:
+class BuildSpec:
     """Everything settled before TensorRT is touched."""
 
     model: Path
@@ -78,6 +77,46 @@ class BuildPlan:
     input_name: str
     shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     onnx_sha256: str
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """What ``build`` records about an engine (the manifest's ``engine`` table), read back by the runner and parity.
+
+    Attributes:
+        tensorrt: Version of the TensorRT that built it.
+        gpu: The building GPU (name, compute_capability, driver, index).
+        hardware_compat: ``none``, ``ampere+`` or ``same-cc``.
+        version_compatible: Built with the version-compatibility flag (runs on later runtimes of its major).
+        tf32: TF32 allowed in FP32 layers.
+        precision: What the ONNX held.
+        profiles: Optimization profiles: input name, min/opt/max shapes.
+        extra: Everything else recorded (build time, sizes, layers, timing cache), kept as written.
+    """
+
+    tensorrt: str = "unknown"
+    gpu: dict[str, Any] = field(default_factory=dict)
+    hardware_compat: str = HardwareCompat.none.value
+    version_compatible: bool = False
+    tf32: bool = False
+    precision: str = Precision.fp32.value
+    profiles: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineRecord:
+        """Read a manifest's ``engine`` table; missing fields take their defaults, unknown ones go to ``extra``."""
+        known = {"tensorrt", "gpu", "hardware_compat", "version_compatible", "tf32", "precision", "profiles"}
+        return cls(str(data.get("tensorrt", "unknown")), dict(data.get("gpu") or {}),
+                   str(data.get("hardware_compat", HardwareCompat.none.value)),
+                   bool(data.get("version_compatible")), bool(data.get("tf32")),
+                   str(data.get("precision", Precision.fp32.value)), tuple(data.get("profiles") or ()),
+                   {k: v for k, v in data.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tensorrt": self.tensorrt, "gpu": dict(self.gpu), "hardware_compat": self.hardware_compat,
+                "version_compatible": self.version_compatible, "tf32": self.tf32, **self.extra,
+                "precision": self.precision, "profiles": [dict(p) for p in self.profiles]}
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -94,15 +133,15 @@ def parse_batch(text: str) -> tuple[int, int, int]:
     return values[0], values[1], values[2]
 
 
-def detect_precision(model: onnx.ModelProto, meta: ArtifactMeta | None) -> str:
+def detect_precision(model: onnx.ModelProto, meta: ArtifactMeta | None) -> Precision:
     """The precision an ONNX holds: from its metadata, else Q/DQ nodes (int8) or FP16 weights (fp16)."""
     if meta is not None:
-        return meta.precision
+        return Precision(meta.precision)
     if has_qdq(model):
-        return "int8"
+        return Precision.int8
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
-        return "fp16"
-    return "fp32"
+        return Precision.fp16
+    return Precision.fp32
 
 
 def _unsigned_qdq(model: onnx.ModelProto) -> bool:
@@ -112,7 +151,7 @@ def _unsigned_qdq(model: onnx.ModelProto) -> bool:
                and zp.dtype == np.uint8 for n in model.graph.node)
 
 
-def plan_build(options: BuildOptions) -> BuildPlan:
+def resolve_build(options: BuildOptions) -> BuildSpec:
     """Check the options and the ONNX without TensorRT.
 
     Raises:
@@ -159,8 +198,8 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     else:
         raise ConfigError(f"{path.name} has a dynamic input size: give --img-size")
     shapes = tuple((b, int(c), *hw) for b in batches)
-    output = output_file(options.output or path.with_suffix(ENGINE_SUFFIX), path.with_suffix(ENGINE_SUFFIX).name)
-    return BuildPlan(path, output, meta, detect_precision(model, meta), info.name, shapes,  # type: ignore[arg-type]
+    output = output_file(options.output or engine_path(path), engine_path(path).name)
+    return BuildSpec(path, output, meta, detect_precision(model, meta), info.name, shapes,  # type: ignore[arg-type]
                      file_sha256(path))
 
 

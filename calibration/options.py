@@ -1,0 +1,109 @@
+"""What ``quantize`` does: its options and their checks, settled before any slow work (the CLI reads its defaults
+from here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from resnest_deploy.errors import ConfigError, check_minimums
+from resnest_deploy.kinds import Precision, Runtime
+
+from .dataset import DEFAULT_CALIB_SIZE, SYNTHETIC, CalibrationSelection, check_source
+from .fp16 import DEFAULT_KEEP_FP32_OPS
+from .int8 import Method
+
+MIN_IMG_SIZE = 32
+QUANTIZED = (Precision.fp16.value, Precision.int8.value)  # what quantize makes from an FP32 graph
+
+
+DEFAULT_METHOD = Method.percentile  # best of the three on the trained test model (docs/quantization.md)
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """What ``quantize`` does.
+
+    Attributes:
+        model: The FP32 ONNX file (this tool's export, or any [N,3,H,W] -> [N,classes] classifier with ``arch``).
+        precision: ``fp16`` or ``int8``.
+        output: Target path (an existing folder: the default name inside it) [default: ``<model>.<precision>.onnx``
+            beside the input].
+        calib_data: Image folder, list file, or ``synthetic`` (INT8; optional for FP16 verification); or the images
+            already chosen by :func:`~resnest_deploy.calibration.dataset.select_calibration`.
+        calib_size: Calibration images; all of them, with a warning, when fewer exist.
+        method: ``percentile``, ``max`` or ``entropy`` (ONNX Runtime's calibrators).
+        exclude: fnmatch patterns of layers/stages kept in float (``layer4.*``, ``*.conv2.fc1``, ``stem``).
+        quantize_attention: INT8 for the split-attention/SK/SE fc layers too (float by default).
+        keep_fp32_ops: FP16 only: op types left in FP32 (``Softmax``, ``ReduceMean``, ``Gemm``).
+        seed: Seed of the image sampling.
+        arch: Architecture, for ONNX files without this tool's metadata.
+        img_size: Input size, for ONNX files without metadata and a dynamic input size.
+        cache_dir: Calibration tensor cache folder; ``use_cache`` turns it off.
+        sensitivity: Quantize one block at a time and rank blocks by the error each adds (INT8).
+        verify_samples: Images used to compare with the FP32 graph.
+        target: INT8 only: ``tensorrt`` (default) or ``cpu`` (ONNX Runtime's CPU provider, docs/quantization.md).
+    """
+
+    model: Path
+    precision: Precision | str
+    output: Path | None = None
+    calib_data: str | CalibrationSelection | None = None
+    calib_size: int = DEFAULT_CALIB_SIZE
+    method: Method | str = DEFAULT_METHOD
+    exclude: tuple[str, ...] = ()
+    quantize_attention: bool = False
+    keep_fp32_ops: tuple[str, ...] = DEFAULT_KEEP_FP32_OPS
+    seed: int = 0
+    arch: str | None = None
+    img_size: int | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    sensitivity: bool = False
+    verify_samples: int = 64
+    target: Runtime | str = Runtime.tensorrt
+
+
+def default_output(model: Path, precision: str, target: str = "tensorrt") -> Path:
+    """``<stem>.<precision>.onnx`` beside the FP32 file (``<stem>.int8-cpu.onnx`` for the CPU target; a
+    ``.fp32``/``.fp16``/``.int8`` stem suffix is dropped)."""
+    stem = model.name.removesuffix(".onnx")
+    for suffix in (".fp32", ".fp16", ".int8-cpu", ".int8"):
+        stem = stem.removesuffix(suffix)
+    return model.with_name(f"{stem}.{precision}{'-cpu' if target == Runtime.cpu else ''}.onnx")
+
+
+def validate_options(options: QuantizeOptions) -> None:
+    """Check every option before any work starts (a typo found after calibration wastes minutes).
+
+    Raises:
+        ConfigError: The first invalid option or combination.
+    """
+    methods = [m.value for m in Method]
+    if options.precision not in QUANTIZED:
+        raise ConfigError(f"unknown precision {options.precision!r}; use {' or '.join(QUANTIZED)}")
+    if options.method not in methods:
+        raise ConfigError(f"unknown calibration method {options.method!r}; use one of {', '.join(methods)}")
+    int8 = options.precision == Precision.int8
+    if int8 and not options.calib_data:
+        raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images "
+                          f"('{SYNTHETIC}' only checks the pipeline)")
+    check_minimums(("--calib-size", options.calib_size, 1), ("--seed", options.seed, 0),
+                   ("--verify-samples", options.verify_samples, 1))
+    if options.img_size is not None and options.img_size < MIN_IMG_SIZE:
+        raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {options.img_size}")
+    Runtime.parse(options.target, "--target")
+    if options.target == Runtime.cpu and not int8:
+        raise ConfigError("--target cpu makes an INT8 graph for ONNX Runtime's CPU kernels; FP16 on a CPU runs in "
+                          "FP32 with Casts, so use --precision int8 (or the FP32 model) for CPU serving")
+    if not int8 and (options.sensitivity or options.quantize_attention):
+        raise ConfigError("--sensitivity and --quantize-attention apply to --precision int8 only")
+    if options.target == Runtime.cpu and (options.sensitivity or options.quantize_attention):
+        raise ConfigError("--sensitivity and --quantize-attention apply to --target tensorrt (the CPU graph "
+                          "quantizes every op ONNX Runtime has an integer kernel for)")
+    if int8 and options.keep_fp32_ops:
+        raise ConfigError("--keep-fp32 applies to --precision fp16 only (INT8 keeps layers float with --exclude)")
+    if any(not p.strip() for p in (*options.exclude, *options.keep_fp32_ops)):
+        raise ConfigError("--exclude and --keep-fp32 take non-empty patterns")
+    if options.calib_data and not isinstance(options.calib_data, CalibrationSelection):
+        check_source(options.calib_data)

@@ -1,0 +1,121 @@
+"""What each deploy step does: one call into the library's command functions, with the options the run settled
+(and validated) before any step ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..kinds import ArtifactKind
+from .options import DeployOptions
+from .targets import Target
+from .triton import ModelEntry
+
+
+def export(o: DeployOptions, out: Path) -> None:
+    from resnest_deploy.exporters.onnx_export import export_onnx
+
+    export_onnx(export_options(o, out))
+
+
+def export_options(o: DeployOptions, out: Path):
+    from resnest_deploy.exporters.options import ExportOptions
+
+    return ExportOptions(arch=o.arch, weights=o.weights, output=out, seed=o.seed, img_size=o.img_size)
+
+
+def quantize(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions, calibration) -> None:
+    """``kind``: fp16, int8 (for TensorRT) or int8-cpu (for ONNX Runtime's CPU kernels); ``calibration`` the
+    images the run chose once (see :func:`~resnest_deploy.calibration.dataset.select_calibration`)."""
+    from resnest_deploy.calibration.quantize import quantize_onnx
+
+    quantize_onnx(quantize_options(fp32, out, kind, o, calibration))
+
+
+def quantize_options(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions, calibration):
+    from resnest_deploy.calibration.options import QuantizeOptions
+
+    calib = calibration if kind.precision == "int8" else None
+    return QuantizeOptions(model=fp32, precision=kind.precision, output=out, calib_data=calib,
+                           calib_size=o.calib_size, seed=o.seed, target=kind.runtime)
+
+
+def parity(artifact: Path, report: Path, o: DeployOptions, *, batch: int) -> str | None:
+    """Compare ``artifact`` with eager and write its reports; a note when it failed its limits."""
+    from resnest_deploy.parity.engine import run_parity
+    from resnest_deploy.parity.report import write_reports
+
+    result = run_parity(parity_options(artifact, o, batch))
+    write_reports(result, report)
+    if result.passed:
+        return None
+    failed = [f"{v.name} {v.detail}" for v in result.verdicts if not v.passed]
+    return f"parity failed ({result.judgement.preset if result.judgement else result.precision}): {failed[0]}"
+
+
+def parity_options(artifact: Path, o: DeployOptions, batch: int):
+    from resnest_deploy.parity.options import ParityOptions
+
+    return ParityOptions(artifact=artifact, weights=o.weights, data=o.data, samples=o.samples, batch=batch,
+                         seed=o.seed)
+
+
+def bench(artifacts: list[Path], report: Path, o: DeployOptions, backends: tuple[str, ...]) -> None:
+    from resnest_deploy.bench.harness import run_bench, write_reports
+
+    write_reports(run_bench(bench_options(artifacts, o, backends)), report)
+
+
+def bench_options(artifacts: list[Path], o: DeployOptions, backends: tuple[str, ...]):
+    from resnest_deploy.bench.options import BenchOptions
+
+    return BenchOptions(artifacts=tuple(artifacts), weights=o.weights, backends=backends, batches=o.bench_batches,
+                        iters=o.iters, warmup=2, seed=o.seed)
+
+
+def build(onnx_path: Path, engine: Path, target: Target, timing_cache: Path) -> None:
+    from resnest_deploy.exporters.tensorrt_builder import build_engine
+    from resnest_deploy.exporters.tensorrt_options import BuildOptions
+
+    build_engine(BuildOptions(model=onnx_path, batch=target.batch, workspace_gib=target.workspace_gib,
+                              hardware_compat=target.hardware_compat, output=engine, timing_cache=timing_cache))
+
+
+def bundle(folder: Path, target: Target, arch: str, onnx_files: dict[str, Path]) -> None:
+    from resnest_deploy.exporters.graph import load_onnx
+    from resnest_deploy.exporters.metadata import read_metadata
+
+    from .bundle import write_bundle
+
+    meta = read_metadata(load_onnx(onnx_files[target.precisions[0]], load_external_data=False))
+    write_bundle(folder, target, arch, onnx_files, meta)
+
+
+def labels_from(data: Path | None, num_classes: int) -> list[str] | None:
+    """Class names for Triton: the class folders of ``data`` when there are as many as the model's classes."""
+    if data is None:
+        return None
+    from resnest_deploy.calibration.images import find_images
+
+    images = find_images(data)
+    return list(images.classes) if len(images.classes) == num_classes else None
+
+
+def repository_contents(o: DeployOptions, fp32: Path, cpu_onnx: Path,
+                        targets: list[Target]) -> tuple[list[ModelEntry], list[str] | None]:
+    """The repository's models and labels as this run defines them (the record the repository step writes its
+    files from and the report reads)."""
+    from resnest_deploy.exporters.graph import load_onnx
+    from resnest_deploy.exporters.metadata import read_metadata
+
+    from .triton import repository_entries
+
+    meta = read_metadata(load_onnx(fp32, load_external_data=False))
+    labels = labels_from(o.data, meta.num_classes if meta else 0)
+    return repository_entries(o.arch, cpu_onnx, targets, labels=labels), labels
+
+
+def repository(root: Path, o: DeployOptions, fp32: Path, cpu_onnx: Path, targets: list[Target]) -> None:
+    from .triton import write_repository
+
+    entries, labels = repository_contents(o, fp32, cpu_onnx, targets)
+    write_repository(root, entries, cpu_onnx, labels=labels)
