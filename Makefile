@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARCH ?= resnest50
+TRITON_PIN ?= nvidia-pytriton==0.7.0
 # torch/torchvision builds that install from this machine kind's local wheel cache; override on other hosts.
 ifeq ($(shell uname -m),aarch64)
 TORCH_PINS ?= torch==2.9.1 torchvision==0.24.1
@@ -17,6 +18,9 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
 	$(BIN)/python -m pip install --quiet -e '.[cpu,test]'
+	# A real Triton server (2.51, python backend) for `serve` and the tests that start one: the binary only, as
+	# nvidia-pytriton's numpy<2 pin would otherwise downgrade this environment.
+	$(BIN)/python -m pip install --quiet --no-deps $(TRITON_PIN)
 	touch $@
 
 install: $(BIN)/.installed
@@ -31,7 +35,7 @@ RUN := runs/$(ARCH)
 # images and, its logits being near ties, parity judges it by cosine and KL, not top-1: the judgement follows from
 # the artifact's provenance (docs/parity.md). Run it again: only what changed is redone.
 run: install
-	$(BIN)/resnest-deploy deploy --arch $(ARCH) --calib-data synthetic --calib-size 64 --cpu-model int8 --out $(RUN)
+	$(BIN)/resnest-deploy deploy --arch $(ARCH) --calib-data synthetic --calib-size 64 --cpu-precision int8 --output $(RUN)
 
 # Two workers with one compute thread each (2 cores; the suite is dominated by single-threaded export tracing);
 # tests of one exported arch share a worker and its export.

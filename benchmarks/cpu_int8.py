@@ -1,12 +1,12 @@
 """INT8 for ONNX Runtime's CPU provider: latency against FP32, interleaved, for the CPU graph and the alternatives it
 was chosen from, on resnest50, resnet50 and one of each other family (ResNeXt, SE, SK, ResNeSt with cardinality
-instead of radix); and the whole-process time of `quantize --target cpu`. About 10 minutes on 2 cores.
+instead of radix); and the whole-process time of `quantize --runtime cpu`. About 10 minutes on 2 cores.
 
 Run:  .venv/bin/python benchmarks/cpu_int8.py [--archs resnest50,resnet50,...] [--threads 2]
 
 For each architecture (random init, BatchNorm re-estimated; latency does not depend on the weights' values once
 BatchNorm keeps activations out of denormals):
-1. export, then `resnest-deploy quantize --precision int8 --target cpu` with 64 PNG images (fresh interpreter,
+1. export, then `resnest-deploy quantize --precision int8 --runtime cpu` with 64 PNG images (fresh interpreter,
    calibration cache off): whole-process time (limit 3 minutes);
 2. the alternatives, made with ONNX Runtime's `quantize_static` on the same images: U8S8 QDQ as it comes (the
    issue's anchor), S8S8, U8S8 without this tool's float rewrites, U8S8 with the rewrites except the radix cut
@@ -14,7 +14,7 @@ BatchNorm keeps activations out of denormals):
 3. every graph timed against FP32 in one interleaved run at batch 1 and 8 (same thread count), medians, ratios;
    agreement with FP32 on the calibration images.
 
-Rewrites its sections of docs/benchmarks.md and docs/quantization.md.
+Rewrites its section of docs/benchmarks.md (docs/quantization.md links to it).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import onnx  # noqa: E402
 from doc_sections import write_section  # noqa: E402
 from quantize_int8 import write_images  # noqa: E402
 
-DOCS = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "quantization.md")
+DOCS = (ROOT / "docs" / "benchmarks.md",)
 ARCHS = ("resnest50", "resnet50", "resnext50_32x4d", "seresnet50", "skresnet34", "resnest50_fast_1s4x24d")
 
 
@@ -133,7 +133,7 @@ def main() -> None:
             write_images(folder / "images", 64)
             fp32 = folder / f"{arch}.onnx"
             cli("export", "--arch", arch, "--output", str(fp32))
-            seconds = cli("quantize", str(fp32), "--precision", "int8", "--target", "cpu", "--calib-data",
+            seconds = cli("quantize", str(fp32), "--precision", "int8", "--runtime", "cpu", "--calib-data",
                           str(folder / "images"), "--calib-size", "64", "--no-cache")
             cli("quantize", str(fp32), "--precision", "int8", "--calib-data", str(folder / "images"),
                 "--calib-size", "64", "--no-cache")
@@ -142,12 +142,12 @@ def main() -> None:
 
             meta = read_metadata(onnx.load(str(fp32), load_external_data=False))
             images = load_calibration(folder / "images", meta.input, count=64, use_cache=False).array
-            ours = "**this tool: --target cpu** (rewrites with radix parts apart, pre-processed, U8S8 QDQ, per-channel)"
+            ours = "**this tool: --runtime cpu** (rewrites with radix parts apart, pre-processed, U8S8 QDQ, per-channel)"
             paths = {"FP32": fp32, ours: folder / f"{arch}.int8-cpu.onnx"}
             paths.update(alternatives(fp32, images, folder))
-            paths["TensorRT INT8 graph (--target tensorrt)"] = folder / f"{arch}.int8.onnx"
+            paths["TensorRT INT8 graph (--runtime tensorrt)"] = folder / f"{arch}.int8.onnx"
             rows, ms1, ms8 = timed(paths, images, options.threads)
-        lines += [f"**{arch}**: `quantize --precision int8 --target cpu`, whole process with 64 images: "
+        lines += [f"**{arch}**: `quantize --precision int8 --runtime cpu`, whole process with 64 images: "
                   f"**{seconds:.1f} s** (limit 180 s). FP32: {ms1:.1f} ms at batch 1, {ms8:.1f} ms at batch 8.", "",
                   "| graph | latency vs FP32, batch 1 | batch 8 | min cosine vs FP32 |",
                   "| --- | ---: | ---: | ---: |"]

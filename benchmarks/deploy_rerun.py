@@ -33,7 +33,7 @@ def deploy(out: Path, arch: str, *extra: str, trace: Path | None = None, interru
            ) -> tuple[float, int, dict[str, str]]:
     """Run deploy; returns (seconds, exit code, step -> status)."""
     args = [sys.executable, "-m", "resnest_deploy", "deploy", "--arch", arch, "--calib-data", "synthetic",
-            "--calib-size", "64", "--cpu-model", "int8", "--out", str(out), *extra]
+            "--calib-size", "64", "--cpu-precision", "int8", "--output", str(out), *extra]
     env = {**os.environ, "COLUMNS": "200"}
     if trace:
         env["RESNEST_DEPLOY_TRACE"] = str(trace)

@@ -1,4 +1,4 @@
-"""INT8 for ONNX Runtime's CPU provider (``quantize --precision int8 --target cpu``).
+"""INT8 for ONNX Runtime's CPU provider (``quantize --precision int8 --runtime cpu``).
 
 TensorRT's INT8 (signed symmetric activations, Q/DQ only on Conv/Gemm inputs) runs slower than FP32 on ONNX
 Runtime's CPU kernels. This graph is made for those kernels instead, with ONNX Runtime's own quantizer, chosen by

@@ -15,15 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import UnidentifiedImageError
 
 from resnest_deploy.atomic import atomic_path
 from resnest_deploy.errors import ConfigError
 from resnest_deploy.hashing import record_sha256
+from resnest_deploy.paths import real_path, user_path
 from resnest_deploy.models import InputConfig
 from resnest_deploy.progress import ProgressFn
 
-from .images import ImageSet, find_images, iter_batches, open_rgb, read_list_file
+from .images import ImageReadError, ImageSet, find_images, iter_batches, open_rgb, read_list_file
 
 SYNTHETIC = "synthetic"
 DEFAULT_CALIB_SIZE = 512
@@ -73,7 +73,7 @@ def check_source(source: str | os.PathLike[str]) -> None:
     """
     if str(source) == SYNTHETIC:
         return
-    path = Path(source)
+    path = user_path(source)
     if not path.exists():
         raise ConfigError(f"{path}: no such calibration folder or list file")
     if not (path.is_dir() or path.is_file()):
@@ -117,8 +117,8 @@ class CalibrationSelection:
             try:
                 open_rgb(path)
                 return
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-                reasons.append((path, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
+            except ImageReadError as exc:
+                reasons.append((path, str(exc)))
         example = f", e.g. {reasons[0][0].name}: {reasons[0][1]}" if reasons else ""
         raise ConfigError(f"{self.source}: no readable images among {len(self.images.files)} files{example}")
 
@@ -157,7 +157,7 @@ def open_source(source: str | os.PathLike[str]) -> ImageSet:
     Raises:
         ConfigError: Missing source, or one with no image files.
     """
-    path = Path(source)
+    path = user_path(source)
     if path.is_dir():
         return find_images(path)
     if path.is_file():
@@ -184,7 +184,7 @@ def file_list_key(files: tuple[Path, ...], cfg: InputConfig) -> str:
     for path in files:
         try:
             stat = path.stat()
-            digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{real_path(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         except OSError:
             digest.update(f"{path}\0missing\n".encode())
     return digest.hexdigest()

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 import onnx
 
 from resnest_deploy.errors import ConfigError
-from resnest_deploy.exporters.graph_index import drop_unused_initializers, name_nodes, set_nodes, sort_topologically
+from resnest_deploy.exporters.graph_index import (default_opset, drop_unused_initializers, name_nodes, set_nodes,
+                                                  sort_topologically)
+from resnest_deploy.exporters.opset import convert_opset
 
 from .layers import LayerMap, layer_map
 
@@ -64,6 +66,53 @@ def convert_fp16(
     fold_constant_casts(converted.graph)  # blocked layers get Cast(fp16 weight -> fp32): store fp32 weights
     sort_topologically(converted.graph)  # the converter appends its input/output Casts at the end
     return converted
+
+
+# QuantizeLinear/DequantizeLinear take FP16 input and scales from opset 19 on.
+FP16_QDQ_OPSET = 19
+
+
+def fp16_around_qdq(model: onnx.ModelProto, stage_names: Sequence[str], *,
+                    keep_fp32_ops: Sequence[str] = DEFAULT_KEEP_FP32_OPS) -> onnx.ModelProto:
+    """An INT8 Q/DQ graph whose float parts (everything outside the Q/DQ pairs: the split-attention Mul/Add and
+    Softmax, ReduceMean, the float attention convs, pooling, layers kept out of INT8) are typed FP16; input and
+    output stay FP32 behind Casts.
+
+    TensorRT builds a strongly typed network exactly as typed, so this is what makes it run those parts in FP16
+    (TensorRT 11 has no other way). Q/DQ scales become FP16 (opset 19); insert them with ``fp16_scales`` so that
+    FP16 holds them exactly. The same conversion and the same ``keep_fp32_ops`` rule as the FP16 graph.
+
+    Raises:
+        ConfigError: An op type in ``keep_fp32_ops`` matches nothing; the graph's opset cannot be raised to 19.
+    """
+    if default_opset(model) < FP16_QDQ_OPSET:
+        try:
+            model = convert_opset(model, FP16_QDQ_OPSET)
+        except Exception as error:  # ONNX's converter raises bare RuntimeErrors/ValidationErrors per adapter
+            raise ConfigError(f"the INT8 graph (opset {default_opset(model)}) cannot be raised to opset "
+                              f"{FP16_QDQ_OPSET} for FP16 around its Q/DQ ({error}); use --high-precision fp32 "
+                              "or export at the default opset") from None
+        constants_to_initializers(model.graph)  # the converter writes new axes/splits as Constant nodes
+    return convert_fp16(model, stage_names, keep_fp32_ops=keep_fp32_ops)
+
+
+def constant_tensors(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Constant nodes holding a plain tensor (``value``)."""
+    return [n for n in graph.node if n.op_type == "Constant" and len(n.attribute) == 1
+            and n.attribute[0].name == "value"]
+
+
+def constants_to_initializers(graph: onnx.GraphProto) -> None:
+    """Store each Constant node's tensor as an initializer of the same name (the graph contract wants no
+    Constant nodes: TensorRT and the checks read initializers)."""
+    found = constant_tensors(graph)
+    for node in found:
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(node.attribute[0].t)
+        tensor.name = node.output[0]
+        graph.initializer.append(tensor)
+    drop = {id(n) for n in found}
+    set_nodes(graph, [n for n in graph.node if id(n) not in drop])
 
 
 def fold_constant_casts(graph: onnx.GraphProto) -> None:

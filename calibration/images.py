@@ -3,22 +3,37 @@
 Decoding and resampling are Pillow's; this module only picks files, converts colour modes and applies an
 :class:`~resnest_deploy.models.InputConfig` (crop, resize, normalise) the way the reference pipelines do:
 ``resize_then_crop`` as torchvision/timm, ``crop_then_resize`` as the official ResNeSt verify script.
+
+What a file can hold is the user's, so every way a file can fail to decode is one :class:`ImageReadError` with a
+reason, which readers skip and count: not a regular file (a folder, a FIFO, a symlink loop), unreadable, empty,
+not an image, cut short, or a decompression bomb (over Pillow's pixel limit, its warning included). Animated
+images give their first frame. EXIF orientation is not applied, as in torchvision's and timm's ImageFolder
+pipelines that models are trained with; calibration, parity and serving all read pixels as stored.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from resnest_deploy.errors import ConfigError
+from resnest_deploy.paths import real_path
 from resnest_deploy.models import InputConfig
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# Dataset roots split into subsets rather than classes: never read as class names.
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "calib", "eval"})
+
+
+class ImageReadError(Exception):
+    """A file that cannot be used as an image; ``str()`` is the reason (one line)."""
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
@@ -47,11 +62,17 @@ class ImageSet:
                         self.classes)
 
 
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def find_images(root: str | os.PathLike[str]) -> ImageSet:
-    """Find images (jpg/png/webp/bmp/tiff) under ``root`` recursively.
+    """Find images (jpg/png/webp/bmp/tiff/gif) under ``root`` recursively, leaving out hidden files and folders
+    (``.ipynb_checkpoints``, ``.thumbnails``).
 
     A folder whose images all sit in first-level subfolders is a class tree: each image's label is its
-    first-level folder's name (torchvision's ImageFolder convention).
+    first-level folder's name (torchvision's ImageFolder convention). Entries named like images that are not
+    regular files (a folder ``x.jpg``, a symlink loop, a FIFO) are listed too: readers skip and count them.
 
     Raises:
         ConfigError: ``root`` is not a folder, or holds no image files.
@@ -59,7 +80,8 @@ def find_images(root: str | os.PathLike[str]) -> ImageSet:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root}: not a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                   and not _hidden(p.relative_to(root)))
     if not files:
         raise ConfigError(f"{root}: no image files (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     relative = [f.relative_to(root) for f in files]
@@ -84,14 +106,41 @@ def read_list_file(path: str | os.PathLike[str]) -> ImageSet:
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a text file listing images ({type(exc).__name__})") from None
-    files = tuple(sorted({(path.parent / n).resolve() for n in names if not n.startswith("#")}))
+    files = tuple(sorted({real_path(path.parent / n) for n in names if not n.startswith("#")}))
     if not files:
         raise ConfigError(f"{path}: lists no images")
     return ImageSet(path.parent, files, tuple(None for _ in files))
 
 
 def open_rgb(path: Path) -> Image.Image:
-    """Decode an image fully and convert it to 8-bit RGB (grayscale, palette, RGBA, CMYK, 16-bit)."""
+    """Decode an image fully and convert it to 8-bit RGB (grayscale, palette, RGBA, CMYK, 16-bit; the first frame
+    of an animation).
+
+    Raises:
+        ImageReadError: The file cannot be used, with the reason (see the module docstring).
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ImageReadError(exc.strerror or type(exc).__name__) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageReadError("not a regular file")
+    if info.st_size == 0:
+        raise ImageReadError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # palette transparency, odd EXIF: the pixels still decode
+            return _decode(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"decompression bomb refused ({_reason(exc)})") from None
+    except MemoryError:
+        raise ImageReadError("too large to decode in memory") from None
+    except Exception as exc:  # any decoder failure on a user's file: skipped and counted, never a crash
+        raise ImageReadError(_reason(exc)) from None
+
+
+def _decode(path: Path) -> Image.Image:
     with Image.open(path) as img:
         img.load()
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -145,8 +194,8 @@ def iter_batches(images: ImageSet, cfg: InputConfig, batch_size: int) -> Iterato
         for path, label in zip(images.files[start:start + batch_size], images.labels[start:start + batch_size]):
             try:
                 arrays.append(preprocess(open_rgb(path), cfg))
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-                skipped.append((path, _reason(exc)))
+            except ImageReadError as exc:
+                skipped.append((path, str(exc)))
                 continue
             files.append(path)
             labels.append(label)
@@ -156,5 +205,5 @@ def iter_batches(images: ImageSet, cfg: InputConfig, batch_size: int) -> Iterato
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:160]

@@ -25,7 +25,7 @@ import fnmatch
 import io
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -282,16 +282,23 @@ class _Reader:
 # ------------------------------------------------------------------------------------------------- insertion
 
 
-def insert_qdq(model: onnx.ModelProto, plan: QdqPlacement, amax: dict[str, float]) -> onnx.ModelProto:
-    """A copy of ``model`` with the plan's Q/DQ pairs (activations) and INT8 weights + DequantizeLinear."""
+def insert_qdq(model: onnx.ModelProto, plan: QdqPlacement, amax: dict[str, float], *,
+               fp16_scales: bool = False) -> onnx.ModelProto:
+    """A copy of ``model`` with the plan's Q/DQ pairs (activations) and INT8 weights + DequantizeLinear.
+
+    ``fp16_scales``: every scale is a value FP16 holds exactly (rounded up, so no weight clips), for a graph that
+    :func:`~resnest_deploy.calibration.fp16.fp16_around_qdq` types FP16 afterwards: the INT8 weights are
+    quantized against the scale the engine will use, not against one FP16 rounds later.
+    """
     if default_opset(model) < 13:
         raise ConfigError("per-channel Q/DQ needs opset >= 13")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
     nodes = {n.name: n for n in graph.node}
-    after, inits = _activation_qdq(plan, amax, nodes)  # tensor -> Q/DQ nodes to emit once it exists
-    before, weight_inits = _weight_dq(plan, {i.name: i for i in graph.initializer}, nodes)  # node -> its weight DQ
+    exact = _fp16_exact if fp16_scales else _identity
+    after, inits = _activation_qdq(plan, amax, nodes, exact)  # tensor -> Q/DQ nodes to emit once it exists
+    before, weight_inits = _weight_dq(plan, {i.name: i for i in graph.initializer}, nodes, exact)  # node -> its DQ
     ordered: list[onnx.NodeProto] = []
     for value in graph.input:
         ordered += after.pop(value.name, [])
@@ -306,8 +313,22 @@ def insert_qdq(model: onnx.ModelProto, plan: QdqPlacement, amax: dict[str, float
     return out
 
 
-def _activation_qdq(plan: QdqPlacement, amax: dict[str, float], nodes: dict[str, onnx.NodeProto]
-                    ) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
+def _identity(scale: np.ndarray) -> np.ndarray:
+    return scale
+
+
+def _fp16_exact(scale: np.ndarray) -> np.ndarray:
+    """The smallest FP16 values at or above ``scale`` (as float32): FP16 holds them exactly, and a scale never
+    shrinks, so ``round(w / scale)`` stays within [-127, 127]. Below FP16's normal range (6.1e-5) this coarsens
+    a scale by at most one subnormal step (6e-8)."""
+    scale = np.asarray(scale, dtype=np.float32)
+    half = scale.astype(np.float16)
+    half = np.where(half.astype(np.float32) < scale, np.nextafter(half, np.float16(np.inf)), half)
+    return np.maximum(half, np.float16(6e-8)).astype(np.float32)
+
+
+def _activation_qdq(plan: QdqPlacement, amax: dict[str, float], nodes: dict[str, onnx.NodeProto],
+                    exact: Callable[[np.ndarray], np.ndarray] = _identity) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
     """One symmetric per-tensor Q/DQ pair per quantized activation; its users are rewired to the DQ output."""
     after: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     inits: list[TensorProto] = []
@@ -318,7 +339,7 @@ def _activation_qdq(plan: QdqPlacement, amax: dict[str, float], nodes: dict[str,
     for tensor, uses in by_tensor.items():
         if tensor not in amax:
             raise ConfigError(f"no calibration range for {tensor}")
-        scale = np.float32(max(amax[tensor], 1e-8) / QMAX)
+        scale = exact(np.float32(max(amax[tensor], 1e-8) / QMAX))
         s_name, z_name = f"{tensor}_scale", f"{tensor}_zero_point"
         inits += [numpy_helper.from_array(np.asarray(scale, dtype=np.float32), s_name),
                   numpy_helper.from_array(np.asarray(0, dtype=np.int8), z_name)]
@@ -333,8 +354,8 @@ def _activation_qdq(plan: QdqPlacement, amax: dict[str, float], nodes: dict[str,
     return after, inits
 
 
-def _weight_dq(plan: QdqPlacement, initializers: dict[str, TensorProto], nodes: dict[str, onnx.NodeProto]
-               ) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
+def _weight_dq(plan: QdqPlacement, initializers: dict[str, TensorProto], nodes: dict[str, onnx.NodeProto],
+               exact: Callable[[np.ndarray], np.ndarray] = _identity) -> tuple[dict[str, list[onnx.NodeProto]], list[TensorProto]]:
     """INT8 weights with one symmetric scale per output channel, dequantized right before their node."""
     before: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     inits: list[TensorProto] = []
@@ -344,7 +365,7 @@ def _weight_dq(plan: QdqPlacement, initializers: dict[str, TensorProto], nodes: 
         weights = numpy_helper.to_array(initializers[use.tensor]).astype(np.float32)
         moved = np.moveaxis(weights, use.axis, 0)
         channel_max = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1)
-        scale = np.where(channel_max > 0, channel_max / QMAX, 1.0 / QMAX).astype(np.float32)
+        scale = exact(np.where(channel_max > 0, channel_max / QMAX, 1.0 / QMAX).astype(np.float32))
         shape = [1] * weights.ndim
         shape[use.axis] = -1
         quantized = np.clip(np.round(weights / scale.reshape(shape)), -QMAX, QMAX).astype(np.int8)

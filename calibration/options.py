@@ -6,17 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnest_deploy.errors import ConfigError, check_minimums
+from resnest_deploy.errors import MAX_CALIB, MAX_SAMPLES, ConfigError, check_minimums
+from resnest_deploy.exporters.options import MAX_IMG_SIZE, MIN_IMG_SIZE
 from resnest_deploy.kinds import Precision, Runtime
 
 from .dataset import DEFAULT_CALIB_SIZE, SYNTHETIC, CalibrationSelection, check_source
 from .fp16 import DEFAULT_KEEP_FP32_OPS
 from .int8 import Method
 
-MIN_IMG_SIZE = 32
 QUANTIZED = (Precision.fp16.value, Precision.int8.value)  # what quantize makes from an FP32 graph
 
 
+HIGH_PRECISIONS = ("fp16", "fp32")  # what INT8 for TensorRT types its float parts as
+DEFAULT_HIGH_PRECISION = "fp16"
 DEFAULT_METHOD = Method.percentile  # best of the three on the trained test model (docs/quantization.md)
 
 
@@ -35,7 +37,8 @@ class QuantizeOptions:
         method: ``percentile``, ``max`` or ``entropy`` (ONNX Runtime's calibrators).
         exclude: fnmatch patterns of layers/stages kept in float (``layer4.*``, ``*.conv2.fc1``, ``stem``).
         quantize_attention: INT8 for the split-attention/SK/SE fc layers too (float by default).
-        keep_fp32_ops: FP16 only: op types left in FP32 (``Softmax``, ``ReduceMean``, ``Gemm``).
+        keep_fp32_ops: Op types left in FP32 (``Softmax``, ``ReduceMean``, ``Gemm``): in the FP16 graph, and in
+            the float parts of an INT8 graph for TensorRT with ``high_precision`` fp16.
         seed: Seed of the image sampling.
         arch: Architecture, for ONNX files without this tool's metadata.
         img_size: Input size, for ONNX files without metadata and a dynamic input size.
@@ -43,6 +46,8 @@ class QuantizeOptions:
         sensitivity: Quantize one block at a time and rank blocks by the error each adds (INT8).
         verify_samples: Images used to compare with the FP32 graph.
         target: INT8 only: ``tensorrt`` (default) or ``cpu`` (ONNX Runtime's CPU provider, docs/quantization.md).
+        high_precision: INT8 for TensorRT only: the type of everything outside the Q/DQ pairs, ``fp16`` (None:
+            the default) or ``fp32``. TensorRT runs a strongly typed graph as typed.
     """
 
     model: Path
@@ -62,6 +67,14 @@ class QuantizeOptions:
     sensitivity: bool = False
     verify_samples: int = 64
     target: Runtime | str = Runtime.tensorrt
+    high_precision: str | None = None
+
+    @property
+    def float_type(self) -> str | None:
+        """What the float parts of the result are typed as (None for the CPU graph, which ONNX Runtime plans)."""
+        if self.precision != Precision.int8:
+            return Precision(self.precision).value
+        return None if self.target == Runtime.cpu else self.high_precision or DEFAULT_HIGH_PRECISION
 
 
 def default_output(model: Path, precision: str, target: str = "tensorrt") -> Path:
@@ -88,21 +101,27 @@ def validate_options(options: QuantizeOptions) -> None:
     if int8 and not options.calib_data:
         raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images "
                           f"('{SYNTHETIC}' only checks the pipeline)")
-    check_minimums(("--calib-size", options.calib_size, 1), ("--seed", options.seed, 0),
-                   ("--verify-samples", options.verify_samples, 1))
-    if options.img_size is not None and options.img_size < MIN_IMG_SIZE:
-        raise ConfigError(f"--img-size must be >= {MIN_IMG_SIZE}, got {options.img_size}")
-    Runtime.parse(options.target, "--target")
+    check_minimums(("--calib-size", options.calib_size, 1, MAX_CALIB), ("--seed", options.seed, 0),
+                   ("--verify-samples", options.verify_samples, 1, MAX_SAMPLES),
+                   ("--img-size", options.img_size, MIN_IMG_SIZE, MAX_IMG_SIZE))
+    Runtime.parse(options.target, "--runtime")
     if options.target == Runtime.cpu and not int8:
-        raise ConfigError("--target cpu makes an INT8 graph for ONNX Runtime's CPU kernels; FP16 on a CPU runs in "
+        raise ConfigError("--runtime cpu makes an INT8 graph for ONNX Runtime's CPU kernels; FP16 on a CPU runs in "
                           "FP32 with Casts, so use --precision int8 (or the FP32 model) for CPU serving")
     if not int8 and (options.sensitivity or options.quantize_attention):
         raise ConfigError("--sensitivity and --quantize-attention apply to --precision int8 only")
     if options.target == Runtime.cpu and (options.sensitivity or options.quantize_attention):
-        raise ConfigError("--sensitivity and --quantize-attention apply to --target tensorrt (the CPU graph "
+        raise ConfigError("--sensitivity and --quantize-attention apply to --runtime tensorrt (the CPU graph "
                           "quantizes every op ONNX Runtime has an integer kernel for)")
-    if int8 and options.keep_fp32_ops:
-        raise ConfigError("--keep-fp32 applies to --precision fp16 only (INT8 keeps layers float with --exclude)")
+    if options.high_precision is not None:
+        if options.high_precision not in HIGH_PRECISIONS:
+            raise ConfigError(f"unknown --high-precision {options.high_precision!r}; use {' or '.join(HIGH_PRECISIONS)}")
+        if not int8 or options.target == Runtime.cpu:
+            raise ConfigError("--high-precision applies to --precision int8 for --runtime tensorrt (the type of the "
+                              "graph's float parts around the Q/DQ pairs)")
+    if int8 and options.keep_fp32_ops and options.float_type != "fp16":
+        raise ConfigError("--keep-fp32 applies to FP16 graphs: --precision fp16, or int8 for TensorRT with "
+                          "--high-precision fp16 (INT8 keeps layers out of INT8 with --exclude)")
     if any(not p.strip() for p in (*options.exclude, *options.keep_fp32_ops)):
         raise ConfigError("--exclude and --keep-fp32 take non-empty patterns")
     if options.calib_data and not isinstance(options.calib_data, CalibrationSelection):

@@ -10,6 +10,7 @@ the eager model is the ``parity`` command's job.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,24 +19,24 @@ import numpy as np
 import onnx
 
 from resnest_deploy import interrupts
-from resnest_deploy.atomic import atomic_path, ensure_writable_dir
+from resnest_deploy.atomic import atomic_paths
 from resnest_deploy.checks import Check, failures
-from resnest_deploy.errors import ConfigError, VerificationError
-from resnest_deploy.exporters.graph import inspect_onnx, load_onnx, tensor_info
+from resnest_deploy.errors import ArtifactError, ConfigError, VerificationError
+from resnest_deploy.exporters.graph import check_fits, inspect_onnx, load_onnx, tensor_info
 from resnest_deploy.exporters.graph_index import default_opset, name_nodes
-from resnest_deploy.exporters.metadata import ArtifactMeta, read_metadata, write_manifest, write_metadata
-from resnest_deploy.exporters.qdq_rules import check_cpu_qdq, check_qdq_rules, has_qdq
+from resnest_deploy.exporters.metadata import ArtifactMeta, manifest_path, manifest_text, read_metadata, write_metadata
+from resnest_deploy.exporters.qdq_rules import check_cpu_qdq, check_float_type, check_qdq_rules, has_qdq
 from resnest_deploy.kinds import Precision, Runtime
 from resnest_deploy.metrics import ParityMetrics
 from resnest_deploy.models import get_config
-from resnest_deploy.paths import output_file
+from resnest_deploy.paths import check_output, output_file, real_path
 from resnest_deploy.progress import ProgressFn, ignore
 from resnest_deploy.stages import stage_durations
 from resnest_deploy.versions import library_versions
 
 from .cpu_int8 import quantize_for_cpu
 from .dataset import SYNTHETIC, CalibrationData, load_calibration
-from .fp16 import convert_fp16
+from .fp16 import convert_fp16, fp16_around_qdq
 from .int8 import Method, QdqPlacement, calibrate, insert_qdq, place_qdq
 from .layers import LayerMap, layer_map
 from .options import QuantizeOptions, default_output, validate_options
@@ -145,20 +146,22 @@ def quantize_onnx(options: QuantizeOptions, *, progress: ProgressFn | None = Non
             converted.record["verification_data"] = calib.record()
         stage("verify")
         target = Runtime(options.target).value
-        agreement, rules = _verify(source.model, converted.model, verify_x, Precision(options.precision).value,
-                                   target)
+        agreement, rules = _verify(source.model, converted.model, verify_x, options, target)
         converted.record["vs_fp32"] = agreement.to_dict()
         stage("write")
-        new_meta, contract = _write(converted, source, Precision(options.precision).value, target)
-        timings = stage_durations(starts)
         warnings = calib.warnings if calib is not None else []
-        manifest = write_manifest(
-            source.output, new_meta, source={"file": source.path.name}, rules=[r.to_dict() for r in rules],
-            checks=[c.to_dict() for c in contract], sensitivity=[s.to_dict() for s in converted.sensitivity],
-            suggested_exclude=converted.suggestions, warnings=warnings, timings_s=timings,
-        )
-    return QuantizeResult(source.output, manifest, new_meta, agreement, rules, calib, converted.placement,
-                          converted.sensitivity, converted.suggestions, warnings, timings)
+        timings: dict[str, float] = {}
+
+        def describe(meta: ArtifactMeta, contract: tuple[Check, ...]) -> str:
+            timings.update(stage_durations(starts))
+            return manifest_text(
+                source.output, meta, source={"file": source.path.name}, rules=[r.to_dict() for r in rules],
+                checks=[c.to_dict() for c in contract], sensitivity=[s.to_dict() for s in converted.sensitivity],
+                suggested_exclude=converted.suggestions, warnings=warnings, timings_s=timings)
+
+        new_meta = _write(converted, source, Precision(options.precision).value, target, describe)
+    return QuantizeResult(source.output, manifest_path(source.output), new_meta, agreement, rules, calib,
+                          converted.placement, converted.sensitivity, converted.suggestions, warnings, timings)
 
 
 def _load(options: QuantizeOptions) -> _Source:
@@ -171,13 +174,33 @@ def _load(options: QuantizeOptions) -> _Source:
                           "quantize the FP32 export")
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         raise ConfigError(f"{path.name} already holds FP16 weights; quantize the FP32 export")
+    _check_source(model, path, meta)
     name_nodes(model)
     default = default_output(path, Precision(options.precision).value, Runtime(options.target).value)
     output = output_file(options.output or default, default.name)
-    if output.resolve() == path.resolve():
+    check_output(output)
+    if real_path(output) == real_path(path):
         raise ConfigError(f"--output {output} would overwrite the input model")
-    ensure_writable_dir(output.parent)
+    check_output(manifest_path(output))
     return _Source(path, model, meta, layer_map(model, get_config(meta.arch).stage_names()), output)
+
+
+def _check_source(model: onnx.ModelProto, path: Path, meta: ArtifactMeta) -> None:
+    """Before any calibration: the graph fits what ``--arch`` promises and meets the graph contract its FP16/INT8
+    version will be held to (a graph from another exporter often does not: Shape/Gather chains, unfolded
+    BatchNorm).
+
+    Raises:
+        ConfigError: Inputs or outputs do not fit the architecture.
+        ArtifactError: The graph breaks the contract (the first failed line named).
+    """
+    check_fits(model, num_classes=meta.num_classes, size=meta.input.size, what=f"{meta.arch} (for {path.name})")
+    report = inspect_onnx(path, model=model, full_check=False)
+    if not report.ok:
+        first = report.failures[0]
+        raise ArtifactError(f"{path.name} breaks {len(report.failures)} line(s) of the graph contract, which its "
+                            f"quantized version would break too; first: {first.name} ({first.detail}); quantize a "
+                            "graph made by resnest-deploy export")
 
 
 def _calibration_data(options: QuantizeOptions, meta: ArtifactMeta,
@@ -217,7 +240,11 @@ def _to_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData |
                      progress=stage)
     interrupts.check()
     stage("convert")
-    converted = _Converted(insert_qdq(source.model, placement, amax), {}, placement)
+    high = options.float_type
+    model = insert_qdq(source.model, placement, amax, fp16_scales=high == "fp16")
+    if high == "fp16":
+        model = fp16_around_qdq(model, source.layers.stage_names, keep_fp32_ops=options.keep_fp32_ops)
+    converted = _Converted(model, {}, placement)
     if options.sensitivity:
         converted.sensitivity, converted.suggestions = block_sensitivity(
             source.model, placement, amax, verify_x[:32], progress=stage)
@@ -225,7 +252,8 @@ def _to_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData |
     converted.record = {
         "precision": "int8", "method": method, "calibrator": f"onnxruntime.quantization ({method})",
         "calibration": calib.record(), "exclude": list(options.exclude),
-        "quantize_attention": options.quantize_attention,
+        "quantize_attention": options.quantize_attention, "high_precision": high,
+        "keep_fp32_ops": list(options.keep_fp32_ops),
         "quantized_layers": sum(1 for u in placement.uses if u.kind == "weight"),
         "float_layers": sorted({u.owner for u in placement.excluded if u.kind == "weight"}),
     }
@@ -252,12 +280,14 @@ def _residual_names(source: _Source) -> list[str]:
     return [f"{stage}.residual" for stage in source.layers.stage_names]
 
 
-def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray, precision: str,
+def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray, options: QuantizeOptions,
             target: str) -> tuple[ParityMetrics, list[Check]]:
-    """Agreement with the FP32 graph and the INT8 target's Q/DQ rules; raise when the result is unusable."""
+    """Agreement with the FP32 graph, the INT8 target's Q/DQ rules and the type of the float parts; raise when
+    the result is unusable."""
+    precision = Precision(options.precision).value
     agreement = compare_graphs(reference, result, x)
     rules = [] if precision != Precision.int8 else check_cpu_qdq(result) if target == Runtime.cpu else \
-        check_qdq_rules(result)
+        [*check_qdq_rules(result), check_float_type(result, options.float_type or "fp32", options.keep_fp32_ops)]
     problems = [f"{r.name}: {r.detail}" for r in failures(rules)]
     if not np.isfinite(agreement.max_abs_rel):
         problems.append("the quantized graph produces non-finite logits")
@@ -266,21 +296,23 @@ def _verify(reference: onnx.ModelProto, result: onnx.ModelProto, x: np.ndarray, 
     return agreement, rules
 
 
-def _write(converted: _Converted, source: _Source, precision: str,
-           target: str) -> tuple[ArtifactMeta, tuple[Check, ...]]:
-    """Store the metadata, check the graph contract on the saved file, and rename it into place."""
+def _write(converted: _Converted, source: _Source, precision: str, target: str,
+           describe: Callable[[ArtifactMeta, tuple[Check, ...]], str]) -> ArtifactMeta:
+    """Store the metadata, check the graph contract on the saved file, and rename it and its manifest
+    (``describe``'s text) into place together."""
     meta = source.meta
     new_meta = meta.with_changes(precision=precision, versions={**meta.versions, **library_versions()},
                                  extra={**meta.extra, "quantization": converted.record}, target=target)
     result = converted.model
     write_metadata(result, new_meta)
     result.producer_name = "resnest-deploy"
-    with atomic_path(source.output) as tmp:
+    with atomic_paths(source.output, manifest_path(source.output)) as (tmp, tmp_manifest):
         onnx.save_model(result, str(tmp))
         contract = inspect_onnx(tmp, model=result)
         if not contract.ok:
             raise VerificationError(f"the {precision} graph breaks the graph contract",
                                     details=[f"{c.name}: {c.detail}" for c in contract.failures])
-    return new_meta, contract.checks
+        tmp_manifest.write_text(describe(new_meta, contract.checks), encoding="utf-8")
+    return new_meta
 
 

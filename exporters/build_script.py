@@ -12,10 +12,12 @@ import onnx
 
 from resnest_deploy import __version__
 from resnest_deploy.atomic import atomic_path, ensure_writable_dir, make_executable, write_text_atomic
+from resnest_deploy.errors import ArtifactError
+from resnest_deploy.paths import check_output, real_path
 
 from resnest_deploy.kinds import engine_path
 
-from .tensorrt_options import BuildOptions, HardwareCompat, resolve_build
+from .tensorrt_options import BuildOptions, BuildSpec, HardwareCompat, resolve_build
 
 SCRIPT_NAME = "build.sh"
 # Where this tool's code comes from, by import name: installed, ``resnest_deploy.exporters`` and
@@ -39,9 +41,24 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
         OutputError: ``folder`` cannot be written.
     """
     spec = resolve_build(options)
-    folder = Path(folder)
+    folder = check_output(folder, folder=True)
+    if spec.meta is None:
+        raise ArtifactError(f"{spec.model.name} has no resnest-deploy metadata, so the bundle's parity step could "
+                            "not rebuild its eager model on the GPU host; export it with resnest-deploy (or quantize "
+                            "it with --arch), or build it on the GPU host without --emit-script")
+    if options.timing_cache:
+        check_output(folder / Path(options.timing_cache).name)
+    existed = folder.exists()
+    try:
+        return _write_bundle(options, spec, folder)
+    except BaseException:
+        if not existed:  # a bundle that could not be finished is not left half-made
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _write_bundle(options: BuildOptions, spec: BuildSpec, folder: Path) -> Path:
     ensure_writable_dir(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     model_name = spec.model.name
     _copy(spec.model, folder / model_name)
     data_files = _external_data_files(spec.model)
@@ -54,7 +71,7 @@ def emit_script(options: BuildOptions, folder: Path) -> Path:
             _copy(Path(options.timing_cache), folder / cache_name)
     copy_tool(folder / "tool")
     engine_name = engine_path(model_name).name
-    args = ["build", model_name, "--batch", options.batch, "--workspace", f"{options.workspace_gib:g}",
+    args = ["build", model_name, "--profile", options.batch, "--workspace", f"{options.workspace_gib:g}",
             "--opt-level", str(options.opt_level), "--hardware-compat", HardwareCompat(options.hardware_compat).value,
             "--tf32" if options.tf32 else "--no-tf32", "--output", engine_name]
     if options.img_size:
@@ -96,7 +113,7 @@ def copy_tool(tool: Path) -> None:
 
 
 def _copy(source: Path, target: Path) -> None:
-    if source.resolve() != target.resolve():
+    if real_path(source) != real_path(target):
         with atomic_path(target) as tmp:
             shutil.copyfile(source, tmp)
 
@@ -138,6 +155,8 @@ if ! "$PYTHON" -c "import {imports}" 2>/dev/null; then
   echo "  $PYTHON -m pip install '$TRT' {requirements}" >&2
   exit 2
 fi
+# The checks of resnest-deploy doctor --gpu: torch sees the GPU, the TensorRT wheel fits the driver (one line if not).
+"$PYTHON" -m resnest_deploy doctor --gpu >/dev/null || exit 2
 """
 PREAMBLE_VALUES = {"imports": "tensorrt, torch, onnx, onnxruntime, typer, rich, PIL, safetensors",
                    "trt12": TENSORRT_FOR_CUDA[12], "trt13": TENSORRT_FOR_CUDA[13],
@@ -161,7 +180,7 @@ SKIP_PARITY=0
 
 if [ "$SKIP_PARITY" = 0 ]; then
   "$PYTHON" -m resnest_deploy parity {engine_q} --batch {batch}{weights_arg} ${{DATA:+--data "$DATA"}} \\
-    --report {report_q}
+    --output {report_q}
 fi
 echo "done: "{engine_q}" and "{manifest_q}
 """

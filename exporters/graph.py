@@ -25,7 +25,7 @@ from resnest_deploy.paths import existing_file
 
 from .graph_index import DEFAULT_DOMAINS, GraphIndex, attr, default_opset, op_label
 from .metadata import ArtifactMeta, meta_from_manifest, read_manifest, read_metadata
-from .qdq_rules import check_cpu_qdq, check_qdq_rules, has_qdq
+from .qdq_rules import check_cpu_qdq, check_float_type, check_qdq_rules, float_types, has_qdq
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -167,6 +167,16 @@ def _check_rsoftmax(graph: onnx.GraphProto, meta: ArtifactMeta | None) -> Check:
     return Check(RSOFTMAX_CHECK, True, detail)
 
 
+def _float_parts(model: onnx.ModelProto, meta: ArtifactMeta | None) -> Check:
+    """What TensorRT will run the float parts of a Q/DQ graph in: checked against the manifest's record when this
+    tool made it, reported otherwise."""
+    record = (meta.extra.get("quantization") or {}) if meta is not None else {}
+    if record.get("high_precision") in ("fp16", "fp32"):
+        return check_float_type(model, record["high_precision"], record.get("keep_fp32_ops") or ())
+    found = float_types(model)
+    return Check("float outside Q/DQ", True, f"{len(found['fp16'])} fp16, {len(found['fp32'])} fp32 tensors")
+
+
 def _constant_inputs_only(graph: onnx.GraphProto) -> list[str]:
     constants = {i.name for i in graph.initializer}
     constants |= {out for n in graph.node if n.op_type == "Constant" for out in n.output}
@@ -218,11 +228,18 @@ def inspect_onnx(path: str | os.PathLike[str], *, model: onnx.ModelProto | None 
     checks += _graph_checks(model, histogram, meta)
     checks.append(_checker(path, full_check))
     checks.append(_external_data_check(path, model))
-    checks.append(Check("only ops TensorRT's ONNX parser takes", not unsupported, ", ".join(unsupported) or "all"))
+    if meta is not None and meta.target == "cpu":  # made for ONNX Runtime's CPU kernels, not for TensorRT
+        checks.append(Check("made for ONNX Runtime's CPU provider (target: cpu)", None,
+                            "not for TensorRT: unsigned Q/DQ with zero points, which TensorRT's explicit "
+                            "quantization refuses; build engines from the --runtime tensorrt graph"))
+    else:
+        checks.append(Check("only ops TensorRT's ONNX parser takes", not unsupported,
+                            ", ".join(unsupported) or "all"))
     if has_qdq(model) and meta is not None and meta.target == "cpu":
-        checks += check_cpu_qdq(model)  # made for ONNX Runtime's CPU kernels, not TensorRT's fusion rules
+        checks += check_cpu_qdq(model)
     elif has_qdq(model):
         checks += [Check(f"Q/DQ: {r.name}", r.passed, r.detail) for r in check_qdq_rules(model)]
+        checks.append(_float_parts(model, meta))
     return InspectReport(
         path=str(path), size_bytes=path.stat().st_size, opset=default_opset(model), inputs=inputs, outputs=outputs,
         op_histogram=dict(histogram.most_common()), checks=tuple(checks), unsupported_ops=unsupported, meta=meta,

@@ -173,10 +173,16 @@ def manifest_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
-def write_manifest(artifact: Path, meta: ArtifactMeta, **fields: Any) -> Path:
-    """Write the manifest beside ``artifact`` atomically: metadata plus any extra top-level fields."""
+def manifest_text(artifact: Path, meta: ArtifactMeta, **fields: Any) -> str:
+    """The manifest of ``artifact``: metadata plus any extra top-level fields, as JSON text."""
     body = {"artifact": artifact.name, **meta.to_dict(), **fields}
-    return write_text_atomic(manifest_path(artifact), json.dumps(body, indent=2, sort_keys=False) + "\n")
+    return json.dumps(body, indent=2, sort_keys=False) + "\n"
+
+
+def write_manifest(artifact: Path, meta: ArtifactMeta, **fields: Any) -> Path:
+    """Write the manifest beside ``artifact`` atomically (for artifacts written before it; an artifact and its
+    manifest written together use :func:`manifest_text` inside one ``atomic_paths`` group)."""
+    return write_text_atomic(manifest_path(artifact), manifest_text(artifact, meta, **fields))
 
 
 def read_manifest(artifact: str | Path) -> dict[str, Any] | None:

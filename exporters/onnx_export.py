@@ -25,10 +25,10 @@ import torch
 
 from resnest_deploy import __version__, interrupts
 from resnest_deploy.checks import Check, failures
-from resnest_deploy.atomic import atomic_path, ensure_writable_dir
-from resnest_deploy.paths import output_file
+from resnest_deploy.atomic import atomic_paths
+from resnest_deploy.paths import check_output, output_file
 from resnest_deploy.progress import ProgressFn
-from resnest_deploy.errors import ExportFailedError, VerificationError
+from resnest_deploy.errors import MAX_BATCH, ExportFailedError, VerificationError
 from resnest_deploy.models import create_model
 from resnest_deploy.models.fold import fold_batchnorm
 from resnest_deploy.models.synthetic import synthetic_images
@@ -36,12 +36,11 @@ from resnest_deploy.stages import stage_durations
 
 from .graph import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, TWO_GB, InspectReport, inspect_onnx
 from .graph_index import set_dynamic_hw
-from .metadata import ArtifactMeta, meta_for_model, write_manifest, write_metadata
+from .metadata import ArtifactMeta, manifest_path, manifest_text, meta_for_model, write_metadata
 from .opset import convert_opset
 from .options import ExportOptions, validate_export
 from .verify import compare_with_eager
 
-MAX_DYNAMIC_BATCH = 4096
 EXPORT_STAGES = ("build model", "torch.onnx.export", "finalize graph", "write + check contract",
                  "verify with ONNX Runtime")
 
@@ -67,7 +66,7 @@ def _torch_export(model: torch.nn.Module, size: int, batch: int | None, opset: i
     example = synthetic_images(batch or 2, size, torch.Generator().manual_seed(0))
     dynamic_shapes = None
     if batch is None:
-        dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)}}
+        dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
@@ -156,7 +155,9 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
     """
     size, batch = validate_export(options)
     output = output_file(options.output or default_output(options.arch), f"{options.arch}.onnx")
-    ensure_writable_dir(output.parent)
+    manifest = manifest_path(output)
+    check_output(output)
+    check_output(manifest)
     timings: dict[str, float] = {}
 
     def stage(name: str) -> None:
@@ -176,20 +177,25 @@ def export_onnx(options: ExportOptions, *, progress: ProgressFn | None = None) -
                               batch="dynamic" if batch is None else str(batch), dynamic_hw=options.dynamic_hw)
         proto = _finalize(proto, meta, dynamic=batch is None, dynamic_hw=options.dynamic_hw)
         stage(EXPORT_STAGES[3])
-        report, comparisons = _write_checked(proto, model, output, options, size, batch, stage)
-        timings = stage_durations(timings)
-        manifest = write_manifest(
-            output, meta, graph={"nodes": report.node_count, "ops": report.op_histogram, "bytes": report.size_bytes},
-            checks=[c.to_dict() for c in report.checks], verification=[c.to_dict() for c in comparisons],
-            timings_s=timings,
-        )
+
+        def describe(report: InspectReport, comparisons: list[Check]) -> str:
+            timings.update(stage_durations(timings))
+            return manifest_text(
+                output, meta, graph={"nodes": report.node_count, "ops": report.op_histogram,
+                                     "bytes": report.size_bytes},
+                checks=[c.to_dict() for c in report.checks], verification=[c.to_dict() for c in comparisons],
+                timings_s=timings)
+
+        report, comparisons = _write_checked(proto, model, output, options, size, batch, stage, describe)
     return ExportResult(output, manifest, meta, report, comparisons, timings)
 
 
 def _write_checked(proto: onnx.ModelProto, model: torch.nn.Module, output: Path, options: ExportOptions, size: int,
-                   batch: int | None, stage: Callable[[str], None]) -> tuple[InspectReport, list[Check]]:
-    """Save to a temporary file, check the contract, verify against eager; rename only when all passed."""
-    with atomic_path(output) as tmp:
+                   batch: int | None, stage: Callable[[str], None],
+                   describe: Callable[[InspectReport, list[Check]], str]) -> tuple[InspectReport, list[Check]]:
+    """Save to a temporary file, check the contract, verify against eager; rename the file and its manifest
+    (``describe``'s text) into place together, only when all passed."""
+    with atomic_paths(output, manifest_path(output)) as (tmp, tmp_manifest):
         _save(proto, tmp, output.name)
         report = inspect_onnx(tmp, model=proto)
         comparisons: list[Check] = []
@@ -205,6 +211,7 @@ def _write_checked(proto: onnx.ModelProto, model: torch.nn.Module, output: Path,
                 os.replace(tmp, failed)
                 kept = f"; kept as {failed}"
             raise VerificationError(f"export of {options.arch} failed its checks{kept}", details=problems)
+        tmp_manifest.write_text(describe(report, comparisons), encoding="utf-8")
     return report, comparisons
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import onnx
 
-from resnest_deploy.errors import ConfigError
+from resnest_deploy.errors import MAX_BATCH, ConfigError, check_minimums
 from resnest_deploy.models import get_config
+from resnest_deploy.models.config import MAX_CLASSES
 
 from .graph import DEFAULT_OPSET, MIN_OPSET
 
@@ -51,16 +52,13 @@ def validate_export(options: ExportOptions) -> tuple[int, int | None]:
     size = cfg.input.size if options.img_size is None else options.img_size
     if not MIN_IMG_SIZE <= size <= MAX_IMG_SIZE:
         raise ConfigError(f"--img-size must be {MIN_IMG_SIZE}..{MAX_IMG_SIZE}, got {size}")
-    if options.seed < 0:
-        raise ConfigError(f"--seed must be >= 0, got {options.seed}")
-    if options.num_classes is not None and options.num_classes < 1:
-        raise ConfigError(f"--num-classes must be >= 1, got {options.num_classes}")
+    check_minimums(("--seed", options.seed, 0), ("--num-classes", options.num_classes, 1, MAX_CLASSES))
     if options.batch == "dynamic":
         return size, None
     try:
         batch = int(options.batch)
     except ValueError:
-        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {options.batch!r}") from None
-    if batch < 1:
-        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {batch}")
+        raise ConfigError(f"--batch-axis must be 'dynamic' or a positive integer, got {options.batch!r}") from None
+    if not 1 <= batch <= MAX_BATCH:
+        raise ConfigError(f"--batch-axis must be 'dynamic' or an integer in 1..{MAX_BATCH}, got {batch}")
     return size, batch

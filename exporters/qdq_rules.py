@@ -117,6 +117,38 @@ def _residual_rule(index: GraphIndex) -> Check:
                  bad_adds[0] if bad_adds else f"{good_adds} residual Adds quantized, {float_adds} float")
 
 
+FLOAT_TYPES = {onnx.TensorProto.FLOAT: "fp32", onnx.TensorProto.FLOAT16: "fp16"}
+
+
+def float_types(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """``fp32``/``fp16`` -> the op types whose float outputs have that type, one entry per output, leaving out
+    Casts and QuantizeLinear and the graph's own input and output: what a strongly typed TensorRT build computes
+    in each precision."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    io = {v.name for v in (*model.graph.input, *model.graph.output)}
+    found: dict[str, list[str]] = {"fp32": [], "fp16": []}
+    for node in model.graph.node:
+        if node.op_type in ("Cast", "QuantizeLinear"):
+            continue
+        for name in node.output:
+            kind = FLOAT_TYPES.get(types.get(name, 0))
+            if kind and name not in io:
+                found[kind].append(node.op_type)
+    return found
+
+
+def check_float_type(model: onnx.ModelProto, expected: str, keep_fp32_ops=()) -> Check:
+    """Every float tensor outside the Q/DQ pairs has the ``expected`` type, but for op types kept in FP32."""
+    found = float_types(model)
+    other = "fp32" if expected == "fp16" else "fp16"
+    stray = [op for op in found[other] if not (other == "fp32" and op in keep_fp32_ops)]
+    kept = len(found[other]) - len(stray)
+    detail = (f"{len(stray)} {other} tensors, e.g. the output of a {stray[0]}" if stray else
+              f"{len(found[expected])} float tensors {expected}" + (f", {kept} kept fp32" if kept else ""))
+    return Check(f"float outside Q/DQ: {expected}", not stray, detail)
+
+
 def check_cpu_qdq(model: onnx.ModelProto) -> list[Check]:
     """The Q/DQ layout ONNX Runtime's CPU kernels run fastest (U8S8): unsigned 8-bit activations, signed 8-bit
     per-channel weights on every quantized Conv/Gemm."""

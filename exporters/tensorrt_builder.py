@@ -17,12 +17,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from resnest_deploy.atomic import ensure_writable_dir, write_bytes_atomic
+from resnest_deploy.atomic import atomic_paths, write_bytes_atomic
 from resnest_deploy.errors import ConfigError, EngineBuildError
+from resnest_deploy.paths import check_output
 from resnest_deploy.progress import ProgressFn, ignore
 from resnest_deploy.models.config import resnest_input
 
-from .metadata import ArtifactMeta, write_manifest
+from .metadata import ArtifactMeta, manifest_path, manifest_text
 from .tensorrt_env import check_builder_gpu, import_tensorrt, trt_version
 from .tensorrt_inspect import inspect_engine
 from .tensorrt_options import BuildOptions, BuildSpec, EngineRecord, HardwareCompat, resolve_build
@@ -55,7 +56,8 @@ def build_engine(options: BuildOptions, *, progress: ProgressFn | None = None) -
         report(name, BUILD_STAGES.index(name), len(BUILD_STAGES))
 
     spec = resolve_build(options)
-    ensure_writable_dir(spec.output.parent)
+    for path in (spec.output, manifest_path(spec.output), *([options.timing_cache] if options.timing_cache else [])):
+        check_output(path)
     stage("import tensorrt")
     trt, gpu = import_tensorrt("building a TensorRT engine", options.device)  # device N is current from here
     check_builder_gpu(HardwareCompat(options.hardware_compat).value, gpu)
@@ -79,7 +81,6 @@ def build_engine(options: BuildOptions, *, progress: ProgressFn | None = None) -
     stage("inspect")
     layers = inspect_engine(trt, logger, data, spec.input_name, spec.shapes[1],
                             version_compatible=options.version_compatible)
-    write_bytes_atomic(spec.output, data)
     cache_out = _save_timing_cache(config, options.timing_cache)
     record = EngineRecord(
         trt_version(trt), gpu.to_dict(), HardwareCompat(options.hardware_compat).value, options.version_compatible,
@@ -90,10 +91,17 @@ def build_engine(options: BuildOptions, *, progress: ProgressFn | None = None) -
          "engine_bytes": len(data), "layers": layers,
          "timing_cache": {"path": str(options.timing_cache), "loaded_bytes": cache_in, "saved_bytes": cache_out}
          if options.timing_cache else None})
+    _write(spec, data, record)
+    return BuildResult(spec.output, manifest_path(spec.output), record)
+
+
+def _write(spec: BuildSpec, data: bytes, record: EngineRecord) -> None:
+    """The engine and its manifest, renamed into place together."""
     meta = spec.meta or ArtifactMeta(arch="unknown", num_classes=0, input=_unknown_input(spec), weights="unknown")
-    manifest = write_manifest(spec.output, meta.with_changes(precision=spec.precision.value),
-                              engine=record.to_dict())
-    return BuildResult(spec.output, manifest, record)
+    text = manifest_text(spec.output, meta.with_changes(precision=spec.precision.value), engine=record.to_dict())
+    with atomic_paths(spec.output, manifest_path(spec.output)) as (plan_tmp, manifest_tmp):
+        plan_tmp.write_bytes(data)
+        manifest_tmp.write_text(text, encoding="utf-8")
 
 
 def configure(trt: ModuleType, builder: Any, options: BuildOptions, spec: BuildSpec) -> Any:

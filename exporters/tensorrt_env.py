@@ -75,10 +75,74 @@ def _driver_version(index: int) -> str:
     return "unknown"
 
 
+@dataclass(frozen=True)
+class SmiGpu:
+    """A GPU as the driver reports it (``nvidia-smi``), whatever torch sees."""
+
+    name: str
+    driver: str
+    compute_capability: str | None  # None on drivers too old to report it
+
+    @property
+    def cuda_major(self) -> int | None:
+        """The newest CUDA major the driver's branch runs (r525+: 12, r580+: 13)."""
+        branch = self.driver.split(".")[0]
+        if not branch.isdigit():
+            return None
+        return max((cuda for cuda, low in DRIVER_FOR_CUDA.items() if int(branch) >= low), default=None)
+
+
+def nvidia_smi_gpus() -> list[SmiGpu] | None:
+    """The GPUs ``nvidia-smi`` lists, or None when there is no ``nvidia-smi`` or it fails (no driver)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    for fields in ("name,driver_version,compute_cap", "name,driver_version"):  # compute_cap: drivers r510+
+        try:
+            run = subprocess.run([smi, f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        rows = [[c.strip() for c in line.split(",")] for line in run.stdout.splitlines() if line.strip()]
+        if run.returncode == 0 and rows and all(len(r) == fields.count(",") + 1 for r in rows):
+            return [SmiGpu(r[0], r[1], r[2] if len(r) > 2 and _is_cc(r[2]) else None) for r in rows]
+    return None
+
+
+def _is_cc(text: str) -> bool:
+    return parse_cc(text) != (-1, -1)
+
+
+# Where pip finds a torch built for each CUDA major (PyTorch's own wheel indexes).
+TORCH_INDEX = {12: "https://download.pytorch.org/whl/cu126", 13: "https://download.pytorch.org/whl/cu130"}
+
+
+def torch_gpu_mismatch() -> str | None:
+    """When the driver sees a GPU that torch cannot use: one line naming both CUDA versions and the command that
+    installs a torch this driver runs; None when torch sees the GPU or there is none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    gpus = nvidia_smi_gpus()
+    if not gpus:
+        return None
+    gpu = gpus[0]
+    built = torch.version.cuda or "no CUDA (a CPU build)"
+    fix = (f"pip install --force-reinstall torch --index-url {TORCH_INDEX[gpu.cuda_major]}"
+           if gpu.cuda_major in TORCH_INDEX else "upgrade the driver to r525 or newer")
+    return (f"nvidia-smi sees {gpu.name} (driver {gpu.driver}, CUDA {gpu.cuda_major or '?'} at most) but this torch "
+            f"{torch.__version__} is built for CUDA {built} and cannot use it: {fix}")
+
+
 def require_gpu(what: str, index: int = 0) -> GpuInfo:
-    """The GPU, or :class:`GpuUnavailableError` naming ``what`` needed it."""
+    """The GPU, or :class:`GpuUnavailableError` naming ``what`` needed it (and, when the driver sees a GPU that
+    torch cannot use, why and how to install a torch that can)."""
     info = gpu_info(index)
     if info is None:
+        mismatch = torch_gpu_mismatch()
+        if mismatch:
+            raise GpuUnavailableError(f"{what}: {mismatch}")
         raise GpuUnavailableError(f"{what} needs an NVIDIA GPU and none was found (no CUDA device {index} visible "
                                   "to PyTorch); use --emit-script DIR to prepare the build for a GPU host")
     return info

@@ -13,14 +13,18 @@ import numpy as np
 import onnx
 
 from resnest_deploy.paths import output_file
-from resnest_deploy.errors import ArtifactError, ConfigError
+from resnest_deploy.errors import MAX_BATCH, ArtifactError, ConfigError, check_minimums, check_number
 from resnest_deploy.hashing import file_sha256
 from resnest_deploy.kinds import Precision, engine_path
 
 from .graph import UNSUPPORTED_BY_TENSORRT, load_onnx, tensor_info
 from .graph_index import DEFAULT_DOMAINS, GraphIndex, op_label
 from .metadata import ArtifactMeta, read_metadata
+from .options import MAX_IMG_SIZE, MIN_IMG_SIZE
 from .qdq_rules import has_qdq
+
+MAX_WORKSPACE_GIB = 1024.0  # more memory than any GPU has; a bigger limit is a typo
+
 
 class HardwareCompat(str, Enum):
     """Which GPUs an engine may run on: ``none`` (the builder's architecture), ``ampere+`` or ``same-cc``."""
@@ -128,8 +132,9 @@ def parse_batch(text: str) -> tuple[int, int, int]:
         values = []
     if len(values) == 1:
         values *= 3
-    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
-        raise ConfigError(f"--batch takes MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (or one number), got {text!r}")
+    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2] <= MAX_BATCH:
+        raise ConfigError(f"--profile takes MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX <= {MAX_BATCH} (or one number), "
+                          f"got {text!r}")
     return values[0], values[1], values[2]
 
 
@@ -161,10 +166,9 @@ def resolve_build(options: BuildOptions) -> BuildSpec:
     compat = [c.value for c in HardwareCompat]
     if str(getattr(options.hardware_compat, "value", options.hardware_compat)) not in compat:
         raise ConfigError(f"--hardware-compat must be one of {', '.join(compat)}, got {options.hardware_compat!r}")
-    if not 0 <= options.opt_level <= 5:
-        raise ConfigError(f"--opt-level must be 0-5, got {options.opt_level}")
-    if options.workspace_gib <= 0:
-        raise ConfigError(f"--workspace must be > 0 GiB, got {options.workspace_gib}")
+    check_minimums(("--opt-level", options.opt_level, 0, 5), ("--device", options.device, 0, 1023),
+                   ("--img-size", options.img_size, MIN_IMG_SIZE, MAX_IMG_SIZE))
+    check_number("--workspace", options.workspace_gib, 0, MAX_WORKSPACE_GIB, low_open=True)
     batches = parse_batch(options.batch)
     path = Path(options.model)
     model = load_onnx(path, load_external_data=False)
@@ -177,7 +181,7 @@ def resolve_build(options: BuildOptions) -> BuildSpec:
     if (meta is not None and meta.target == "cpu") or _unsigned_qdq(model):
         raise ArtifactError(f"{path.name} is an INT8 graph for ONNX Runtime's CPU provider (unsigned activations with "
                             "zero points, which TensorRT's explicit quantization refuses); build from the "
-                            "--target tensorrt INT8 model instead")
+                            "--runtime tensorrt INT8 model instead")
     initializers = {i.name for i in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     if len(inputs) != 1:
@@ -187,7 +191,7 @@ def resolve_build(options: BuildOptions) -> BuildSpec:
         raise ArtifactError(f"{path.name}: input {info.name} is not [N,C,H,W]: {list(info.shape)}")
     n, c, h, w = info.shape
     if isinstance(n, int) and batches != (n, n, n):
-        raise ConfigError(f"{path.name} has a fixed batch of {n}; use --batch {n}")
+        raise ConfigError(f"{path.name} has a fixed batch of {n}; use --profile {n}")
     size = options.img_size or (meta.input.size if meta else None)
     if isinstance(h, int) and isinstance(w, int):
         if options.img_size and (h, w) != (options.img_size, options.img_size):

@@ -79,12 +79,45 @@ class EngineBuildError(ResnestDeployError):
         self.details = list(details or [])
 
 
-def check_minimums(*limits: tuple[str, int | None, int]) -> None:
-    """Check ``(option, value, minimum)`` triples; a value of None was not given and passes.
+# The largest count or seed any option takes unless it names its own: the C int that torch, ONNX Runtime and
+# numpy's seeding take without overflow.
+MAX_INT = 2**31 - 1
+MAX_BATCH = 4096  # images in one inference: the largest dynamic batch an export declares
+MAX_SAMPLES = 100_000  # images compared or timed in one run (their logits are held in memory)
+MAX_CALIB = 20_000  # calibration images (the preprocessed tensor is held in memory: 12 GB at 224 px)
+MAX_ROUNDS = 1_000_000  # timed or warm-up rounds
+
+
+def check_minimums(*limits: tuple) -> None:
+    """Check ``(option, value, minimum[, maximum])`` tuples (maximum: :data:`MAX_INT`); a value of None was not
+    given and passes.
 
     Raises:
-        ConfigError: The first value below its minimum (or not an integer count).
+        ConfigError: The first value outside its range (or not an integer).
     """
-    for name, value, low in limits:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+    for name, value, low, *high in limits:
+        top = high[0] if high else MAX_INT
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
+        if value > top:
+            raise ConfigError(f"{name} must be <= {top}, got {value}")
+
+
+def check_number(name: str, value: float | None, low: float, high: float, *, low_open: bool = False) -> None:
+    """Check that a float a user gave is finite and within ``[low, high]`` (``(low, high]`` with ``low_open``);
+    None was not given and passes.
+
+    Raises:
+        ConfigError: NaN, infinity, or a value outside the range, naming the option.
+    """
+    if value is None:
+        return
+    import math
+
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    below = number <= low if low_open else number < low
+    if not math.isfinite(number) or below or number > high:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} must be a finite number in {bracket}{low:g}, {high:g}], got {value!r}")

@@ -71,10 +71,13 @@ def _handler(signum: int, _frame: object) -> None:
 
 
 def install() -> None:
-    """Make SIGINT and SIGTERM raise :class:`Interrupted` (main thread only)."""
+    """Make SIGINT and SIGTERM raise :class:`Interrupted` (main thread only), and let a write past the file-size
+    limit fail as an error (EFBIG) instead of killing the process with SIGXFSZ before it can clean up."""
     reset()
     for signum in EXIT_CODES:
         signal.signal(signum, _handler)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def check() -> None:

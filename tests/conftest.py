@@ -14,6 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 TRIPWIRE = Path(__file__).resolve().parent / "tripwire"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """The suite's time budget rests on ``--dist loadgroup`` keeping each group's session fixtures on one worker;
+    a pytest/xdist pair that drops the grouping silently would run them once per worker. Stop instead."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(f"pytest-xdist did not group {lost[0]} (and {len(lost) - 1} more): pytest "
+                                f"{pytest.__version__} is not one the suite supports (pyproject.toml pins it)")
+
+
 @dataclass
 class CliResult:
     returncode: int
@@ -39,6 +51,41 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_cli_here(*args: str, cwd: Path | None = None, env: dict | None = None) -> CliResult:
+    """Run ``resnest-deploy ARGS`` in this process (``main``), for cases that fail before any real work: the same
+    exit code, stdout and stderr as a fresh interpreter gives, in milliseconds instead of seconds. Afterwards the
+    worker's state is put back (cwd, environment, signal handlers, torch's thread count) and TensorRT must still be
+    unimported, as the tripwire checks for subprocess runs."""
+    import contextlib
+    import io
+    import signal
+
+    import torch
+
+    from resnest_deploy.cli import app as cli_app
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
+    os.environ.update({"COLUMNS": "200", **(env or {})})
+    code = 0
+    try:
+        os.chdir(cwd or ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli_app.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert "tensorrt" not in sys.modules, f"{args} imported tensorrt"
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
 def assert_one_line_error(result: CliResult, *fragments: str, code: int = 2) -> None:
     """The command failed with ``code``, printed one line on stderr naming every fragment, and no traceback."""
     assert result.returncode == code, f"exit {result.returncode}, stderr:\n{result.stderr}"
@@ -51,7 +98,9 @@ def assert_one_line_error(result: CliResult, *fragments: str, code: int = 2) -> 
 
 @pytest.fixture
 def cli():
-    return run_cli
+    """The CLI, run in this process (:func:`run_cli_here`); tests that need a fresh interpreter (signals, the
+    tensorrt tripwire, PATH tricks) call :func:`run_cli`."""
+    return run_cli_here
 
 
 def write_test_images(folder: Path, *, classes: int = 2, per_class: int = 3, corrupt: bool = True) -> Path:

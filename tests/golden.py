@@ -55,3 +55,9 @@ def save(name: str, command: list[str], digests: dict[str, str]) -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
     body = {"command": command, "versions": versions(), "files": digests}
     (GOLDEN / f"{name}.json").write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def served_copy_of(served: Path, source: Path) -> bool:
+    """Whether the repository's ONNX file is ``source``'s graph, saved at IR version 9 for Triton."""
+    a, b = onnx.load(str(served)), onnx.load(str(source))
+    return a.ir_version == 9 and a.graph.SerializeToString() == b.graph.SerializeToString()

@@ -18,7 +18,7 @@ LAYERS = {
     "resnest_deploy": 0, "resnest_deploy.models": 0,
     "resnest_deploy.exporters": 1, "resnest_deploy.calibration": 1, "resnest_deploy.runners": 2,
     "resnest_deploy.parity": 3, "resnest_deploy.bench": 3, "resnest_deploy.reports": 3,
-    "resnest_deploy.deploy": 4, "resnest_deploy.cli": 5, "resnest_deploy.__main__": 5,
+    "resnest_deploy.deploy": 4, "resnest_deploy.doctor": 4, "resnest_deploy.serving": 4, "resnest_deploy.cli": 5, "resnest_deploy.__main__": 5,
 }
 STDLIB = set(sys.stdlib_module_names)
 
@@ -202,7 +202,7 @@ def test_deploy_steps_refer_to_the_steps_they_consume():
     from resnest_deploy.deploy.steps import Step
     from resnest_deploy.deploy.workflow import Workflow
 
-    options = DeployOptions(arch="resnest14d", precisions=("fp32", "fp16"), out=ROOT / "never-written")
+    options = DeployOptions(arch="resnest14d", precisions=("fp32", "fp16"), output=ROOT / "never-written")
     host = Host(None, None)
     steps = Workflow(options, resolve_targets(options, host), host, None, None).build()
     names = [s.name for s in steps]
@@ -211,3 +211,20 @@ def test_deploy_steps_refer_to_the_steps_they_consume():
     by_name = dict(zip(names, steps))
     assert by_name["parity fp16"].after == (by_name["quantize fp16"],)
     assert by_name["report"].after == tuple(steps[:-1])
+
+
+def test_the_oldest_python_declared_runs_the_cli():
+    """requires-python's floor is the one this suite runs under (3.11: tomllib reads targets.toml), and the package
+    imports and answers ``deploy --help`` there."""
+    import tomllib
+
+    floor = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    version = tuple(int(p) for p in floor.strip().removeprefix(">=").split("."))
+    assert sys.version_info[:2] >= version, f"this Python is older than the declared floor {floor}"
+    if sys.version_info[:2] != version:
+        import pytest
+
+        pytest.skip(f"the suite runs under {sys.version_info[:2]}, newer than the floor {version}")
+    out = subprocess.run([sys.executable, "-m", "resnest_deploy", "deploy", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert "--arch" in out.stdout

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from .. import interrupts
-from ..atomic import write_text_atomic
-from ..paths import report_pair
+from ..atomic import write_texts_atomic
+from ..paths import existing_file, report_pair
 from ..progress import ProgressFn
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
+from ..kinds import ArtifactKind
 from resnest_deploy.exporters.graph import check_fits, load_artifact
 from resnest_deploy.exporters.graph_index import fixed_batch
 from resnest_deploy.exporters.metadata import ArtifactMeta
@@ -46,6 +47,9 @@ class BenchRow:
     load_rss_mb: float
     reference: str | None
     ratio: float | None  # p50 / the reference contender's p50
+    artifact: str | None = None  # the artifact's file name (None for eager contenders)
+    kind: str | None = None  # the artifact's kind (fp32, fp16, int8, int8-cpu)
+    ratio_vs_fp32_onnx: float | None = None  # p50 / the FP32 ONNX on ONNX Runtime's p50, when it was timed
 
     @property
     def name(self) -> str:
@@ -57,7 +61,8 @@ class BenchRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.stats.to_dict(), "backend": self.backend, "precision": self.precision, "timing": self.timing,
-                "load_rss_mb": self.load_rss_mb, "reference": self.reference, "ratio_vs_eager": self.ratio}
+                "load_rss_mb": self.load_rss_mb, "reference": self.reference, "ratio_vs_eager": self.ratio,
+                "artifact": self.artifact, "kind": self.kind, "ratio_vs_fp32_onnx": self.ratio_vs_fp32_onnx}
 
 
 @dataclass
@@ -100,6 +105,8 @@ class _Loaded:
     timing: str = "end to end"
     close: Callable[[], None] = lambda: None
     note: str | None = None
+    artifact: str | None = None  # the file's name, for rows that time an artifact
+    kind: str | None = None  # its artifact kind (fp32, fp16, int8, int8-cpu)
 
 
 @dataclass
@@ -137,6 +144,9 @@ def run_bench(options: BenchOptions, *, progress: ProgressFn | None = None) -> B
     try:
         loaded = _open_contenders(options, artifacts, model, arch, size, threads)
         notes += _batch_notes(loaded, options.batches) + [c.note for c in loaded if c.note]
+        if warmup_rounds(loaded, options.warmup) != options.warmup:
+            notes.append(f"warm-up raised to {COMPILE_WARMUP} rounds: torch.compile records its CUDA graphs during "
+                         "its first calls")
         with interrupts.stage("bench"):
             rows = [row for batch in options.batches
                     for row in _measure_batch(loaded, batch, size, options, progress)]
@@ -186,15 +196,16 @@ def _open_artifact(art: _Artifact, options: BenchOptions, model: torch.nn.Module
     fixed = fixed_batch(art.proto) if art.proto is not None else runner.input_specs[0].shape[0]
     fixed = fixed if isinstance(fixed, int) else None
     precision = art.meta.precision if art.meta else "fp32"
-    kind = f"{precision}-cpu" if art.meta is not None and art.meta.target == "cpu" else precision
+    kind = ArtifactKind.of(precision, art.meta.target if art.meta else "tensorrt").value
     label = f"{runner.name.replace('ExecutionProvider', '')} {kind} ({art.path.name})"
+    name = art.path.name
     if art.proto is not None:
         return [_Loaded(label, "ort", precision, lambda x: runner_call(runner, x, engine_only=False), fixed, rss,
-                        close=close, note=target_note(art.meta, runner.name))]
+                        close=close, note=target_note(art.meta, runner.name), artifact=name, kind=kind)]
     return [_Loaded(f"{label} engine only", "trt", precision, lambda x: runner_call(runner, x, engine_only=True),
-                    fixed, rss, "engine only (device-resident)", close),
+                    fixed, rss, "engine only (device-resident)", close, artifact=name, kind=kind),
             _Loaded(f"{label} end to end", "trt", precision, lambda x: runner_call(runner, x, engine_only=False),
-                    fixed, 0.0)]
+                    fixed, 0.0, artifact=name, kind=kind)]
 
 
 def _batch_notes(loaded: list[_Loaded], batches: tuple[int, ...]) -> list[str]:
@@ -209,11 +220,20 @@ def _batch_notes(loaded: list[_Loaded], batches: tuple[int, ...]) -> list[str]:
         if c.fixed_batch is None:
             continue
         if c.fixed_batch not in batches:
-            raise ConfigError(f"{c.label} has a fixed batch of {c.fixed_batch}, which --batch "
+            raise ConfigError(f"{c.label} has a fixed batch of {c.fixed_batch}, which --bench-batch "
                               f"{','.join(map(str, batches))} does not include; add {c.fixed_batch}")
         notes += [f"{c.label}: fixed batch {c.fixed_batch}, skipped at batch {b}" for b in batches
                   if b != c.fixed_batch]
     return notes
+
+
+COMPILE_WARMUP = 3  # torch.compile(mode="reduce-overhead") records its CUDA graphs during its first calls
+
+
+def warmup_rounds(loaded: list[_Loaded], asked: int) -> int:
+    """The warm-up rounds a batch gets: what was asked, but at least three when a torch.compile contender is timed
+    (rounds before its graphs are recorded would be timed as steady state)."""
+    return max(asked, COMPILE_WARMUP) if any(c.backend == "compile" for c in loaded) else asked
 
 
 def _measure_batch(loaded: list[_Loaded], batch: int, size: int, options: BenchOptions,
@@ -231,14 +251,18 @@ def _measure_batch(loaded: list[_Loaded], batch: int, size: int, options: BenchO
         if progress:
             progress(f"batch {batch}: {phase}", done, total)
 
-    stats = measure_interleaved(contenders, warmup=options.warmup, iters=options.iters, progress=report)
+    stats = measure_interleaved(contenders, warmup=warmup_rounds(present, options.warmup), iters=options.iters,
+                                progress=report)
     reference = next(((s.p50, c.label) for s, c in zip(stats, present) if c.backend == "eager"), (None, None))
+    # What users would otherwise deploy: the FP32 ONNX on ONNX Runtime.
+    onnx_fp32 = next((s.p50 for s, c in zip(stats, present) if c.backend == "ort" and c.kind == "fp32"), None)
     return [BenchRow(s, c.backend, c.precision, c.timing, c.rss_mb, reference[1],
-                     s.p50 / reference[0] if reference[0] else None) for s, c in zip(stats, present)]
+                     s.p50 / reference[0] if reference[0] else None, c.artifact, c.kind,
+                     s.p50 / onnx_fp32 if onnx_fp32 else None) for s, c in zip(stats, present)]
 
 
 def report_paths(path: Path | None, options: BenchOptions) -> tuple[Path, Path]:
-    """The JSON and Markdown report paths for ``--report PATH``, checked writable before anything is timed.
+    """The JSON and Markdown report paths for ``--output PATH``, checked writable before anything is timed.
 
     The default is ``<artifact>.bench.json`` beside the first artifact, else ``runs/<arch>/<arch>.bench.json``.
 
@@ -247,12 +271,12 @@ def report_paths(path: Path | None, options: BenchOptions) -> tuple[Path, Path]:
         OutputError: The report folder cannot be written.
     """
     if options.artifacts:
-        first = Path(options.artifacts[0])
+        first = existing_file(options.artifacts[0], ArtifactError, "artifact")
         default = first.with_name(first.name + ".bench.json")
     elif options.arch:
         default = Path("runs") / options.arch / f"{options.arch}.bench.json"
     else:
-        raise ConfigError("nothing to name the report after: give an artifact, --arch or --report")
+        raise ConfigError("nothing to name the report after: give an artifact, --arch or --output")
     return report_pair(path, default, (".json", ".md"))
 
 
@@ -286,6 +310,5 @@ def write_reports(result: BenchResult, paths: Path | tuple[Path, Path]) -> tuple
     """Write the JSON and the Markdown atomically: to ``paths`` (from :func:`report_paths`), or beside one path."""
     json_path, md_path = paths if isinstance(paths, tuple) else report_pair(
         paths, Path(paths) / f"{result.arch}.bench.json", (".json", ".md"))
-    write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
-    write_text_atomic(md_path, render_markdown(result))
+    write_texts_atomic({json_path: json.dumps(result.to_dict(), indent=2) + "\n", md_path: render_markdown(result)})
     return json_path, md_path

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ..errors import ConfigError, check_minimums
+from ..errors import MAX_BATCH, MAX_ROUNDS, ConfigError, check_minimums
 from ..kinds import is_engine
 from .contenders import eager_contenders
 
@@ -47,10 +47,11 @@ def validate_options(options: BenchOptions) -> None:
     unknown = [str(b) for b in options.backends if b not in names]
     if unknown:
         raise ConfigError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(names)}")
-    if not options.batches or any(isinstance(b, bool) or b < 1 for b in options.batches):
-        raise ConfigError(f"--batch sizes must be >= 1, got {list(options.batches)}")
-    check_minimums(("--iters", options.iters, 1), ("--warmup", options.warmup, 0), ("--threads", options.threads, 1),
-                   ("--seed", options.seed, 0))
+    if not options.batches:
+        raise ConfigError("--bench-batch needs at least one batch size")
+    check_minimums(*(("--bench-batch", b, 1, MAX_BATCH) for b in options.batches))
+    check_minimums(("--iters", options.iters, 1, MAX_ROUNDS), ("--warmup", options.warmup, 0, MAX_ROUNDS),
+                   ("--threads", options.threads, 1, 1024), ("--seed", options.seed, 0))
     if {Backend.trt, Backend.compile} & set(options.backends):  # only these need to ask torch for a GPU
         import torch
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import typer
 
 from .. import __version__, interrupts
 from ..errors import ResnestDeployError
-from . import bench_cmd, build_cmd, deploy_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd
+from .options import record_invocation
+from . import bench_cmd, build_cmd, deploy_cmd, doctor_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd
 
 EXIT_FAILED_CHECK = 1
 EXIT_BAD_INPUT = 2
@@ -46,6 +48,7 @@ build_cmd.register(app)
 parity_cmd.register(app)
 bench_cmd.register(app)
 deploy_cmd.register(app)
+doctor_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,8 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     130 Ctrl-C and 143 SIGTERM, with no partial file left behind.
     """
     interrupts.install()
+    args = _renamed(_expand_home(sys.argv[1:] if argv is None else argv))
+    record_invocation(args)
     try:
-        code = app(args=argv, prog_name="resnest-deploy", standalone_mode=False)
+        code = app(args=args, prog_name="resnest-deploy", standalone_mode=False)
     except ResnestDeployError as exc:
         _fail(str(exc), getattr(exc, "details", []))
         sys.exit(exc.exit_code)
@@ -76,14 +81,60 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         _fail(f"{where}{exc.strerror or exc}", [])
         sys.exit(EXIT_BAD_INPUT)
-    except Exception as exc:  # a bug: still one line, the traceback on request
-        if os.environ.get("RESNEST_DEPLOY_DEBUG"):
-            raise
+    except Exception as exc:  # a bug: still one line, the traceback on request; exit 3 either way
+        if debug_enabled():
+            traceback.print_exc()
         _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(please report it; RESNEST_DEPLOY_DEBUG=1 shows the traceback)", [])
         sys.exit(EXIT_INTERNAL)
     interrupts.ignore()  # done: a late Ctrl-C must not turn a finished run into a failure
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def debug_enabled() -> bool:
+    """RESNEST_DEPLOY_DEBUG turns tracebacks on with 1, true, yes or on (any case); 0, false, no, off or empty
+    leave them off."""
+    return os.environ.get("RESNEST_DEPLOY_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _expand_home(argv: list[str]) -> list[str]:
+    """``--option=~/path`` with ``~`` expanded, as the shell does for a separate ``~/path`` word but not after ``=``."""
+    expanded = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if arg.startswith("--") and sep and value.startswith("~"):
+            arg = f"{name}={os.path.expanduser(value)}"
+        expanded.append(arg)
+    return expanded
+
+
+# Old option names, per command, kept working for one release with a one-line note: one name per concept now
+# (--output where a command writes, --runtime for tensorrt|cpu, --profile for an engine profile, --bench-batch for
+# the batch sizes timed, --batch-axis for the ONNX batch axis, --cpu-precision for what the CPU model computes).
+RENAMED = {
+    "deploy": {"--out": "--output", "--cpu-model": "--cpu-precision", "--batch": "--profile"},
+    "parity": {"--report": "--output"},
+    "bench": {"--report": "--output", "--batch": "--bench-batch"},
+    "download": {"--dir": "--output"},
+    "build": {"--batch": "--profile"},
+    "export": {"--batch": "--batch-axis"},
+    "quantize": {"--target": "--runtime"},
+}
+
+
+def _renamed(argv: list[str]) -> list[str]:
+    """``argv`` with a command's old option names replaced by the new ones, each noted once on stderr."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    renames = RENAMED.get(command or "", {})
+    out = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if name in renames:
+            print(f"note: {name} is now {renames[name]} (the old name works until the next release)",
+                  file=sys.stderr)
+            arg = renames[name] + sep + value
+        out.append(arg)
+    return out
 
 
 # typer vendors click; find its ClickException through a public typer class.

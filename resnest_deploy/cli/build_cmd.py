@@ -15,19 +15,22 @@ _D = defaults(BuildOptions)
 
 
 def build(
-    model: Annotated[Path, typer.Argument(help="ONNX file: FP32, FP16-typed or Q/DQ INT8 (the precision is in it).")],
-    batch: Annotated[str, typer.Option(
-        help="Optimization profile of the engine: MIN:OPT:MAX batch sizes (or one number for a fixed batch).")]
+    model: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="ONNX file: FP32, FP16-typed or Q/DQ INT8 (the precision is in it).")],
+    profile: Annotated[str, typer.Option(
+        "--profile", metavar="MIN:OPT:MAX", help="Optimization profile of the engine: MIN:OPT:MAX batch sizes (or one number for a fixed batch).")]
     = _D.batch,
-    img_size: Annotated[int | None, typer.Option(min=1, help="Input side, for ONNX files with dynamic height/width.")]
+    img_size: Annotated[int | None, typer.Option(min=1, metavar="N", help="Input side, for ONNX files with dynamic height/width.")]
     = _D.img_size,
-    workspace: Annotated[float, typer.Option(help="Workspace memory limit in GiB.")] = _D.workspace_gib,
-    opt_level: Annotated[int, typer.Option(min=0, max=5, help="Builder optimization level 0-5.")] = _D.opt_level,
-    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache: loaded if present, merged, saved.")]
+    workspace: Annotated[float, typer.Option(metavar="GiB", help="Workspace memory limit in GiB.")] = _D.workspace_gib,
+    opt_level: Annotated[int, typer.Option(min=0, max=5, metavar="0-5", help="Builder optimization level 0-5.")] = _D.opt_level,
+    timing_cache: Annotated[str | None, typer.Option(
+        metavar="PATH", help="Timing cache: loaded if present, merged, saved.")]
     = _D.timing_cache,
     hardware_compat: Annotated[HardwareCompat, typer.Option(
-        help="GPUs the engine runs on: none (GPUs of the builder's compute capability), ampere+ (any Ampere or "
-             "newer) or same-cc.")] = _D.hardware_compat,
+        metavar="none|ampere+|same-cc",
+        help="GPUs the engine runs on: none (the builder's own GPU model and compute capability: TensorRT's "
+             "default), same-cc (any GPU of the builder's compute capability, a little slower), or ampere+ (any "
+             "Ampere or newer GPU, slower still).")] = _D.hardware_compat,
     version_compatible: Annotated[bool, typer.Option(
         "--version-compatible", metavar=FLAG, help="Engine that later TensorRT runtimes can run.")]
     = _D.version_compatible,
@@ -35,11 +38,12 @@ def build(
         "--tf32/--no-tf32", metavar=FLAG,
         help="Allow TF32 in FP32 layers (faster on Ampere+, ~1e-3 relative error; parity then judges the engine "
              "with the tf32 preset).")] = _D.tf32,
-    output: Annotated[Path | None, typer.Option(help="Engine path, or an existing folder [default: <model>.engine].")]
+    output: Annotated[str | None, typer.Option(
+        metavar="PATH", help="Engine path, or a folder (existing, or ending in /) [default: <model>.engine].")]
     = _D.output,
-    emit_script: Annotated[Path | None, typer.Option(
+    emit_script: Annotated[str | None, typer.Option(metavar="DIR",
         help="Instead of building here, write DIR with the ONNX, this tool and build.sh for a GPU host.")] = None,
-    device: Annotated[int, typer.Option(min=0, help="CUDA device index.")] = _D.device,
+    device: Annotated[int, typer.Option(min=0, metavar="N", help="CUDA device index.")] = _D.device,
 ) -> None:
     """Build a TensorRT engine (10.x or 11.x) with a JSON manifest; the ONNX decides the precision."""
     from resnest_deploy.exporters.build_script import emit_script as write_script
@@ -47,7 +51,7 @@ def build(
     from .progress import progress_bar
 
     options = BuildOptions(
-        model=model, batch=batch, img_size=img_size, workspace_gib=workspace, opt_level=opt_level,
+        model=model, batch=profile, img_size=img_size, workspace_gib=workspace, opt_level=opt_level,
         timing_cache=timing_cache, hardware_compat=hardware_compat, version_compatible=version_compatible,
         tf32=tf32, output=output, device=device,
     )

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from resnest_deploy.exporters.options import ExportOptions
-from .options import FLAG, defaults
+from .options import FLAG, Arch, ImgSize, Seed, Weights, defaults
 from .progress import progress_bar
 from .render import print_checks, print_table
 
@@ -17,15 +17,14 @@ _D = defaults(ExportOptions)
 
 
 def export(
-    arch: Annotated[str, typer.Option("--arch", help="Registered architecture, e.g. resnest50.")],
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint (.pth/.pt/.safetensors) [default: random init "
-                                                       "with BatchNorm re-estimated].")] = _D.weights,
-    output: Annotated[Path | None, typer.Option(
+    arch: Arch,
+    weights: Weights = _D.weights,
+    output: Annotated[str | None, typer.Option(metavar="PATH",
         help="Target .onnx path, or an existing folder [default: artifacts/<arch>/<arch>.onnx].")] = _D.output,
-    opset: Annotated[int, typer.Option(help="ONNX opset, 13 or newer.")] = _D.opset,
-    img_size: Annotated[int | None, typer.Option(min=1, help="Square input size [default: the arch's native size].")]
-    = _D.img_size,
-    batch: Annotated[str, typer.Option(
+    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset, 13 or newer.")] = _D.opset,
+    img_size: ImgSize = _D.img_size,
+    batch_axis: Annotated[str, typer.Option(
+        "--batch-axis", metavar="dynamic|N",
         help="Batch axis of the file: 'dynamic' (any batch at run time) or a fixed size N.")] = _D.batch,
     dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", metavar=FLAG,
                                              help="Also make height and width dynamic.")] = _D.dynamic_hw,
@@ -33,16 +32,16 @@ def export(
                                          help="Compare with eager on ONNX Runtime.")] = _D.verify,
     keep_failed: Annotated[bool, typer.Option("--keep-failed", metavar=FLAG,
                                               help="Keep a failing export as *.failed.onnx.")] = _D.keep_failed,
-    num_classes: Annotated[int | None, typer.Option(min=1, help="Classifier size [default: the checkpoint's].")]
+    num_classes: Annotated[int | None, typer.Option(min=1, metavar="N", help="Classifier size [default: the checkpoint's].")]
     = _D.num_classes,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of random init and verification inputs.")] = _D.seed,
+    seed: Seed = _D.seed,
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export an architecture to a verified, dynamic-batch ONNX file (atomic write, manifest beside it)."""
     from resnest_deploy.exporters.onnx_export import export_onnx
 
     options = ExportOptions(
-        arch=arch, weights=weights, output=output, opset=opset, img_size=img_size, batch=batch,
+        arch=arch, weights=weights, output=output, opset=opset, img_size=img_size, batch=batch_axis,
         dynamic_hw=dynamic_hw, verify=verify, keep_failed=keep_failed, num_classes=num_classes, seed=seed,
     )
     with progress_bar(f"exporting {arch}") as update:
@@ -58,7 +57,7 @@ def export(
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(help="ONNX file.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="ONNX file.")],
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show an ONNX file's inputs/outputs, op histogram and graph-contract verdicts (exit 1 if any fails)."""
@@ -75,7 +74,7 @@ def inspect(
         print_table("ops", ("op", "count"), [(k, str(v)) for k, v in report.op_histogram.items()])
         if report.meta:
             m = report.meta
-            typer.echo(f"arch {m.arch}, precision {m.precision}, input {m.input.size}px "
+            typer.echo(f"arch {m.arch}, precision {m.precision}, target: {m.target}, input {m.input.size}px "
                        f"{m.input.interpolation}, weights: {m.weights}")
         print_checks("graph contract", report.checks)
     if not report.ok:

@@ -13,7 +13,7 @@ from .render import print_table
 
 
 def models(
-    pattern: Annotated[str, typer.Argument(help="Shell-style wildcard over names, e.g. 'resnest50*'.")] = "*",
+    pattern: Annotated[str, typer.Argument(metavar="PATTERN", help="Shell-style wildcard over names, e.g. 'resnest50*'.")] = "*",
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List registered architectures with family, parameters, GMACs at native size and input size."""
@@ -28,11 +28,10 @@ def models(
 
 
 def download(
-    arch: Annotated[str, typer.Argument(help="Architecture with published weights, e.g. resnest50.")],
-    directory: Annotated[Path, typer.Option("--dir", help="Folder to store the checkpoint in.")] = Path(
-        "artifacts/weights"
-    ),
-    url: Annotated[str | None, typer.Option(help="Alternative address (mirror or file://) of the same file.")] = None,
+    arch: Annotated[str, typer.Argument(metavar="ARCH", help="Architecture with published weights, e.g. resnest50.")],
+    directory: Annotated[Path, typer.Option("--output", metavar="DIR", help="Folder to store the checkpoint in.")]
+    = Path("artifacts/weights"),
+    url: Annotated[str | None, typer.Option(metavar="URL", help="Alternative address (mirror or file://) of the same file.")] = None,
 ) -> None:
     """Download an architecture's published checkpoint and check its SHA-256 prefix."""
     from ..models import download_published
@@ -44,11 +43,11 @@ def download(
 
 
 def show(
-    arch: Annotated[str, typer.Argument(help="Registered architecture, e.g. resnest50.")],
+    arch: Annotated[str, typer.Argument(metavar="ARCH", help="Registered architecture, e.g. resnest50.")],
     weights: Annotated[
-        Path | None, typer.Option(help="Checkpoint (.pth/.pt/.safetensors) in official, timm or torchvision layout.")
+        Path | None, typer.Option(metavar="FILE", help="Checkpoint (.pth/.pt/.safetensors) in official, timm or torchvision layout.")
     ] = None,
-    num_classes: Annotated[int | None, typer.Option(min=1, help="Classifier size [default: the checkpoint's].")]
+    num_classes: Annotated[int | None, typer.Option(min=1, metavar="N", help="Classifier size [default: the checkpoint's].")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of text.")] = False,
 ) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -72,3 +73,44 @@ def positive_int(text: str) -> int:
 
 
 FLAG = ""  # metavar for boolean flags: --help shows no value type after them
+
+
+_INVOCATION: list[str] = []
+
+
+def record_invocation(argv: list[str]) -> None:
+    """Remember the command line ``main`` was given (recorded in run summaries and reports)."""
+    _INVOCATION[:] = ["resnest-deploy", *argv]
+
+
+def invocation() -> tuple[str, ...]:
+    return tuple(_INVOCATION)
+
+
+# Options that several commands take, declared once: the same name, metavar and meaning everywhere (the help text
+# a command needs beyond that goes in its own declaration).
+Arch = Annotated[str, typer.Option("--arch", metavar="ARCH", help="Registered architecture, e.g. resnest50.")]
+Weights = Annotated[Path | None, typer.Option(
+    "--weights", metavar="FILE",
+    help="Checkpoint (.pth/.pt/.safetensors) [default: random init, BatchNorm re-estimated].")]
+CalibData = Annotated[str | None, typer.Option(
+    "--calib-data", metavar="DIR|LIST|synthetic",
+    help="Calibration images: a folder (class tree or flat), a list file, or 'synthetic' (pipeline check only).")]
+CalibSize = Annotated[int, typer.Option("--calib-size", min=1, metavar="N",
+                                        help="Calibration images, sampled with --seed.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, metavar="N",
+                                   help="Seed of random init, image sampling and synthetic inputs.")]
+ImgSize = Annotated[int | None, typer.Option("--img-size", min=1, metavar="N",
+                                             help="Square input size [default: the arch's or artifact's own].")]
+Samples = Annotated[int, typer.Option("--samples", min=1, metavar="N", help="Inputs compared with eager.")]
+Warmup = Annotated[int, typer.Option("--warmup", min=0, metavar="N", help="Untimed rounds before measuring.")]
+Iters = Annotated[int, typer.Option("--iters", min=1, metavar="N", help="Timed rounds (each runs every contender).")]
+Data = Annotated[Path | None, typer.Option(
+    "--data", metavar="DIR", help="Folder of images (class folders give accuracy and Triton's labels) [default: "
+                                  "seeded synthetic inputs].")]
+Profile = Annotated[str, typer.Option("--profile", metavar="MIN:OPT:MAX",
+                                      help="Engine optimization profile (one number N for N:N:N).")]
+BenchBatch = Annotated[str, typer.Option("--bench-batch", metavar="N,N,...",
+                                         parser=comma_list(positive_int, "batch size"),
+                                         help="Batch sizes to time, each a row per contender.")]
+Json = Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of tables.")]

@@ -32,25 +32,25 @@ def _parse_tolerances(items: list[str]) -> dict[str, float]:
 
 
 def parity(
-    artifact: Annotated[Path, typer.Argument(help="ONNX file (or TensorRT engine) to check.")],
-    arch: Annotated[str | None, typer.Option(help="Architecture [default: from the artifact's metadata].")] = _D.arch,
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint the artifact was exported from.")] = _D.weights,
-    data: Annotated[Path | None, typer.Option(help="Folder of images (recursive) [default: seeded synthetic].")]
+    artifact: Annotated[Path, typer.Argument(metavar="ARTIFACT", help="ONNX file (or TensorRT engine) to check.")],
+    arch: Annotated[str | None, typer.Option(metavar="ARCH", help="Architecture [default: from the artifact's metadata].")] = _D.arch,
+    weights: Annotated[Path | None, typer.Option(metavar="FILE", help="Checkpoint the artifact was exported from.")] = _D.weights,
+    data: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder of images (recursive) [default: seeded synthetic].")]
     = _D.data,
     samples: Annotated[int | None, typer.Option(
-        min=1, help=f"Number of inputs [default: {DEFAULT_SAMPLES} synthetic, or all images].")] = _D.samples,
-    batch: Annotated[int, typer.Option(min=1, help="Images per inference.")] = _D.batch,
-    report: Annotated[Path | None, typer.Option(
+        min=1, metavar="N", help=f"Number of inputs [default: {DEFAULT_SAMPLES} synthetic, or all images].")] = _D.samples,
+    batch: Annotated[int, typer.Option(min=1, metavar="N", help="Images per inference.")] = _D.batch,
+    output: Annotated[str | None, typer.Option("--output", metavar="PATH",
         help="Report path: JSON and Markdown side by side (r.json or r.md names both) "
              "[default: <artifact>.parity.json].")] = None,
     localize: Annotated[bool, typer.Option("--localize", metavar=FLAG,
                                            help="On failure, find the first diverging block.")] = _D.localize,
-    tol: Annotated[list[str], typer.Option("--tol", help="Override a limit, e.g. --tol cosine_min=0.999.")] = [],  # noqa: B006
+    tol: Annotated[list[str], typer.Option("--tol", metavar="METRIC=VALUE", help="Override a limit, e.g. --tol cosine_min=0.999.")] = [],  # noqa: B006
     class_index: Annotated[Path | None, typer.Option(
-        help="Class folders -> indices: JSON (name->index, Keras index->[synset,label], list) or text, one class "
+        metavar="FILE", help="Class folders -> indices: JSON (name->index, Keras index->[synset,label], list) or text, one class "
              "per line.")] = _D.class_index,
-    provider: Annotated[Provider, typer.Option(help="ONNX Runtime provider.")] = _D.provider,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of synthetic inputs and sampling.")] = _D.seed,
+    provider: Annotated[Provider, typer.Option(metavar="auto|cuda|tensorrt|cpu", help="ONNX Runtime provider.")] = _D.provider,
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of synthetic inputs and sampling.")] = _D.seed,
 ) -> None:
     """Compare an artifact with the eager model: metrics, verdicts, class flips, accuracy; exit 1 on failure."""
     from ..parity.engine import run_parity
@@ -61,7 +61,7 @@ def parity(
         artifact=artifact, arch=arch, weights=weights, data=data, samples=samples, batch=batch, seed=seed,
         tolerances=_parse_tolerances(tol), localize=localize, class_index=class_index, provider=provider,
     )
-    paths = report_paths(report, artifact)
+    paths = report_paths(output, artifact)
     with progress_bar("parity") as update:
         result = run_parity(options, progress=update)
     json_path, md_path = write_reports(result, paths)

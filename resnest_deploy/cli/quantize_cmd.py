@@ -18,37 +18,42 @@ _D = defaults(QuantizeOptions)
 
 
 def quantize(
-    model: Annotated[Path, typer.Argument(help="FP32 ONNX file (this tool's export, or any with --arch).")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="FP32 ONNX file (this tool's export, or any with --arch).")],
     precision: Annotated[Precision, typer.Option(
         metavar="fp16|int8", parser=one_of(Precision, QUANTIZED), help="fp16 (FP16-typed graph) or int8 (explicit Q/DQ).")],
     calib_data: Annotated[str | None, typer.Option(
-        help="Folder (class tree or flat) or list file of calibration images; 'synthetic' only checks the "
+        metavar="DIR|LIST|synthetic", help="Folder (class tree or flat) or list file of calibration images; 'synthetic' only checks the "
              "pipeline. Required for int8.")] = _D.calib_data,
-    calib_size: Annotated[int, typer.Option(min=1, help="Calibration images, sampled with --seed.")] = _D.calib_size,
-    method: Annotated[Method, typer.Option(help="INT8 calibration: percentile (99.99%), max or entropy.")]
+    calib_size: Annotated[int, typer.Option(min=1, metavar="N", help="Calibration images, sampled with --seed.")] = _D.calib_size,
+    method: Annotated[Method, typer.Option(metavar="percentile|max|entropy", help="INT8 calibration: percentile (99.99%), max or entropy.")]
     = _D.method,
     exclude: Annotated[list[str], typer.Option(
-        "--exclude", help="Keep matching layers/stages in float, e.g. 'layer4.*', 'stem', '*.conv2.fc1'. "
+        "--exclude", metavar="PATTERN", help="Keep matching layers/stages in float, e.g. 'layer4.*', 'stem', '*.conv2.fc1'. "
                           "Repeatable; a pattern that matches nothing is an error.")] = [],  # noqa: B006
     quantize_attention: Annotated[bool, typer.Option(
         "--quantize-attention", metavar=FLAG, help="INT8 for the attention fc layers too (float by default).")]
     = _D.quantize_attention,
     keep_fp32: Annotated[list[str], typer.Option(
-        "--keep-fp32", help="FP16: op types to keep in FP32, e.g. Softmax. Repeatable.")] = [],  # noqa: B006
+        "--keep-fp32", metavar="OP", help="FP16 graphs (fp16, and int8's float parts with --high-precision fp16): "
+                                          "op types to keep in FP32, e.g. Softmax. Repeatable.")] = [],  # noqa: B006
+    high_precision: Annotated[str | None, typer.Option(
+        "--high-precision", metavar="fp16|fp32", help="INT8 for TensorRT: the type of everything outside the Q/DQ "
+        "pairs (TensorRT runs a strongly typed graph as typed) [default: fp16].")] = _D.high_precision,
     sensitivity: Annotated[bool, typer.Option(
         "--sensitivity", metavar=FLAG, help="INT8: quantize one block at a time, rank blocks, suggest --exclude.")]
     = _D.sensitivity,
-    output: Annotated[Path | None, typer.Option(
+    output: Annotated[str | None, typer.Option(metavar="PATH",
         help="Target .onnx, or an existing folder [default: <model>.<precision>.onnx].")] = _D.output,
-    arch: Annotated[str | None, typer.Option(help="Architecture, for ONNX files without metadata.")] = _D.arch,
-    img_size: Annotated[int | None, typer.Option(min=1, help="Input size, for ONNX files without metadata.")]
+    arch: Annotated[str | None, typer.Option(metavar="ARCH", help="Architecture, for ONNX files without metadata.")] = _D.arch,
+    img_size: Annotated[int | None, typer.Option(min=1, metavar="N", help="Input size, for ONNX files without metadata.")]
     = _D.img_size,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the image sampling.")] = _D.seed,
-    cache_dir: Annotated[Path | None, typer.Option(help="Calibration cache [default: ~/.cache/resnest-deploy].")]
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of the image sampling.")] = _D.seed,
+    cache_dir: Annotated[str | None, typer.Option(
+        metavar="DIR", help="Calibration cache [default: ~/.cache/resnest-deploy].")]
     = _D.cache_dir,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", metavar=FLAG,
                                         help="Cache preprocessed calibration images.")] = _D.use_cache,
-    target: Annotated[Runtime, typer.Option(metavar="tensorrt|cpu", parser=one_of(Runtime),
+    runtime: Annotated[Runtime, typer.Option("--runtime", metavar="tensorrt|cpu", parser=one_of(Runtime),
         help="INT8: tensorrt (signed Q/DQ placed for TensorRT's fusions) or cpu (U8S8 for ONNX Runtime's CPU "
              "kernels, written as <model>.int8-cpu.onnx; measured faster than FP32 on every family, least on "
              "ResNeXt's grouped convolutions: docs/benchmarks.md).")] = _D.target,
@@ -61,7 +66,7 @@ def quantize(
         model=model, precision=precision, output=output, calib_data=calib_data, calib_size=calib_size,
         method=method, exclude=tuple(exclude), quantize_attention=quantize_attention,
         keep_fp32_ops=tuple(keep_fp32), seed=seed, arch=arch, img_size=img_size, cache_dir=cache_dir,
-        use_cache=cache, sensitivity=sensitivity, target=target,
+        use_cache=cache, sensitivity=sensitivity, target=runtime, high_precision=high_precision,
     )
     with progress_bar(f"quantizing to {precision.value}") as update:
         result = quantize_onnx(options, progress=update)

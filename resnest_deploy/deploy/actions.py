@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..kinds import ArtifactKind
 from .options import DeployOptions
+from .steps import Outcome
 from .targets import Target
-from .triton import ModelEntry
+from .triton import ModelEntry, plan_model_name
 
 
 def export(o: DeployOptions, out: Path) -> None:
@@ -23,12 +24,12 @@ def export_options(o: DeployOptions, out: Path):
     return ExportOptions(arch=o.arch, weights=o.weights, output=out, seed=o.seed, img_size=o.img_size)
 
 
-def quantize(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions, calibration) -> None:
+def quantize(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions, calibration) -> Outcome:
     """``kind``: fp16, int8 (for TensorRT) or int8-cpu (for ONNX Runtime's CPU kernels); ``calibration`` the
     images the run chose once (see :func:`~resnest_deploy.calibration.dataset.select_calibration`)."""
     from resnest_deploy.calibration.quantize import quantize_onnx
 
-    quantize_onnx(quantize_options(fp32, out, kind, o, calibration))
+    return Outcome(warnings=tuple(quantize_onnx(quantize_options(fp32, out, kind, o, calibration)).warnings))
 
 
 def quantize_options(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions, calibration):
@@ -39,17 +40,20 @@ def quantize_options(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions
                            calib_size=o.calib_size, seed=o.seed, target=kind.runtime)
 
 
-def parity(artifact: Path, report: Path, o: DeployOptions, *, batch: int) -> str | None:
-    """Compare ``artifact`` with eager and write its reports; a note when it failed its limits."""
+def parity(artifact: Path, report: Path, o: DeployOptions, *, batch: int) -> Outcome:
+    """Compare ``artifact`` with eager and write its reports; a failure note when it failed its limits."""
     from resnest_deploy.parity.engine import run_parity
     from resnest_deploy.parity.report import write_reports
 
     result = run_parity(parity_options(artifact, o, batch))
     write_reports(result, report)
+    warnings = (f"skipped {len(result.skipped)} unreadable image(s) of {o.data}, e.g. "
+                f"{Path(result.skipped[0][0]).name}: {result.skipped[0][1]}",) if result.skipped else ()
     if result.passed:
-        return None
+        return Outcome(warnings=warnings)
     failed = [f"{v.name} {v.detail}" for v in result.verdicts if not v.passed]
-    return f"parity failed ({result.judgement.preset if result.judgement else result.precision}): {failed[0]}"
+    preset = result.judgement.preset if result.judgement else result.precision
+    return Outcome(f"parity failed ({preset}): {failed[0]}", warnings)
 
 
 def parity_options(artifact: Path, o: DeployOptions, batch: int):
@@ -69,7 +73,7 @@ def bench_options(artifacts: list[Path], o: DeployOptions, backends: tuple[str, 
     from resnest_deploy.bench.options import BenchOptions
 
     return BenchOptions(artifacts=tuple(artifacts), weights=o.weights, backends=backends, batches=o.bench_batches,
-                        iters=o.iters, warmup=2, seed=o.seed)
+                        iters=o.iters, warmup=o.warmup, seed=o.seed)
 
 
 def build(onnx_path: Path, engine: Path, target: Target, timing_cache: Path) -> None:
@@ -80,14 +84,37 @@ def build(onnx_path: Path, engine: Path, target: Target, timing_cache: Path) -> 
                               hardware_compat=target.hardware_compat, output=engine, timing_cache=timing_cache))
 
 
-def bundle(folder: Path, target: Target, arch: str, onnx_files: dict[str, Path]) -> None:
+def bundle(folder: Path, target: Target, o: DeployOptions, onnx_files: dict[str, Path], fp32: Path,
+           targets: list[Target]) -> None:
+    """A target's build bundle: its ONNX files, the eager model's exact weights, its plan models' configs (as the
+    repository holds them for every target, so whichever bundle installs a config, it names every plan)."""
+    import tempfile
+
     from resnest_deploy.exporters.graph import load_onnx
     from resnest_deploy.exporters.metadata import read_metadata
 
     from .bundle import write_bundle
 
-    meta = read_metadata(load_onnx(onnx_files[target.precisions[0]], load_external_data=False))
-    write_bundle(folder, target, arch, onnx_files, meta)
+    meta = read_metadata(load_onnx(fp32, load_external_data=False))
+    entries, labels = repository_contents(o, fp32, fp32, targets)
+    wanted = {plan_model_name(o.arch, p) for p in target.precisions}
+    models = [e for e in entries if e.gpu and e.name in wanted]
+    with tempfile.TemporaryDirectory(prefix="resnest-deploy-weights-") as tmp:
+        weights = Path(o.weights) if o.weights else _random_init_weights(o.arch, meta, Path(tmp))
+        write_bundle(folder, target, o.arch, onnx_files, weights, models, labels)
+
+
+def _random_init_weights(arch: str, meta, folder: Path) -> Path:
+    """The random-init model the artifacts came from, its weights (BatchNorm statistics included) saved as
+    safetensors: what parity on the GPU host compares with, whatever that host's torch does with a seed."""
+    from safetensors.torch import save_file
+
+    from resnest_deploy.models import create_model
+
+    model = create_model(arch, num_classes=meta.num_classes, seed=meta.seed if meta.seed is not None else 0)
+    path = folder / f"{arch}.random-init-seed{meta.seed}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
 
 
 def labels_from(data: Path | None, num_classes: int) -> list[str] | None:

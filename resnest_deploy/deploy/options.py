@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..kinds import ArtifactKind, Precision
+from ..paths import user_path
 
 CPU_MODELS = (Precision.fp32, Precision.int8)  # what the Triton repository can serve on CPUs
 
@@ -17,49 +18,56 @@ class DeployOptions:
     Attributes:
         arch: Registered architecture.
         weights: Checkpoint [default: random init with BatchNorm re-estimated].
-        precisions: Artifacts to make, verify and build engines for (fp32 is always exported).
+        precisions: Artifacts to make, verify and build engines for (fp32 is always exported) [default: fp32 and
+            fp16, and int8 when ``calib_data`` is given].
         calib_data: INT8 calibration images: folder, list file or ``synthetic``.
         calib_size: Calibration images sampled.
         data: Folder of images for parity (and Triton labels from its class folders) [default: synthetic inputs].
         targets: ``targets.toml`` [default: this host's GPU, else one bundle for the GPU host that runs it].
-        batch: Engine profile ``MIN:OPT:MAX`` (targets may set their own).
-        out: Run folder [default: ``runs/<arch>``].
+        profile: Engine profile ``MIN:OPT:MAX`` (targets may set their own).
+        output: Run folder [default: ``runs/<arch>``].
         force: Rerun every step.
         dry_run: Print the plan (each step, whether it would run and why) and do nothing.
         samples: Parity inputs per artifact.
         bench_batches: Batch sizes timed.
         iters: Timed rounds per batch size.
+        warmup: Untimed rounds before them.
         seed: Seed of random init, calibration sampling and synthetic inputs.
         img_size: Square input size [default: the arch's native size].
-        cpu_model: What the Triton repository serves on CPUs: ``fp32``, or ``int8`` (an extra INT8 graph made for
-            ONNX Runtime's CPU kernels; needs ``calib_data``).
+        cpu_precision: What the Triton repository serves on CPUs: ``fp32``, or ``int8`` (an extra INT8 graph made
+            for ONNX Runtime's CPU kernels; needs ``calib_data``).
+        command: The command line that asked for the run, recorded in its summary and report.
+        wait: When another deploy holds the run folder, wait for it instead of refusing at once.
     """
 
     arch: str
     weights: Path | None = None
-    precisions: tuple[Precision | str, ...] = tuple(Precision)
+    precisions: tuple[Precision | str, ...] | None = None
     calib_data: str | None = None
     calib_size: int = 512
     data: Path | None = None
     targets: Path | None = None
-    batch: str = "1:8:32"
-    out: Path | None = None
+    profile: str = "1:8:32"
+    output: Path | str | None = None
     force: bool = False
     dry_run: bool = False
-    samples: int = 32
+    samples: int = 64
     bench_batches: tuple[int, ...] = (1, 8)
-    iters: int = 10
+    iters: int = 20
+    warmup: int = 3
     seed: int = 0
     img_size: int | None = None
-    cpu_model: Precision | str = Precision.fp32
+    cpu_precision: Precision | str = Precision.fp32
+    wait: bool = False
+    command: tuple[str, ...] = ()
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else Path("runs") / self.arch
+        return user_path(self.output) if self.output else Path("runs") / self.arch
 
     @property
     def kinds(self) -> tuple[ArtifactKind, ...]:
         """The artifacts this run makes and checks: its precisions for TensorRT, and the CPU INT8 graph when the
         repository serves it."""
-        made = tuple(ArtifactKind(Precision(p).value) for p in self.precisions)
-        return made + ((ArtifactKind.int8_cpu,) if self.cpu_model == Precision.int8 else ())
+        made = tuple(ArtifactKind(Precision(p).value) for p in self.precisions or ())
+        return made + ((ArtifactKind.int8_cpu,) if self.cpu_precision == Precision.int8 else ())

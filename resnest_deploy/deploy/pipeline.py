@@ -12,15 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError, check_minimums
+from ..errors import MAX_CALIB, CheckpointError, ConfigError, ResnestDeployError, check_minimums
 from ..kinds import ArtifactKind, Precision
-from ..paths import existing_file
+from ..paths import check_output, existing_file
 from ..progress import ProgressFn
 from . import actions
 from .host import Host, detect_host
+from .lock import run_lock
+from .prune import leftovers, remove
 from .options import CPU_MODELS, DeployOptions
 from .state import RunState
 from .steps import StepResult, dry_run, run_steps
+from .summary import write_summary
 from .targets import Target, any_gpu_target, host_target, load_targets
 from .workflow import RunLayout, Workflow
 
@@ -33,6 +36,8 @@ class DeployResult:
     steps: list[StepResult]
     dry_run: bool
     targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    summary: Path | None = None
 
     @property
     def failed(self) -> bool:
@@ -42,11 +47,14 @@ class DeployResult:
 @dataclass(frozen=True)
 class Settled:
     """What validation settled for the run: its options (precisions as enums), the calibration images chosen once,
-    and the parity folder's file-list hash."""
+    the parity folder's file-list hash, this host and the targets."""
 
     options: DeployOptions
     calibration: object | None
     data_key: str | None
+    host: Host
+    targets: list[Target]
+    notes: tuple[str, ...] = ()
 
 
 def validate(options: DeployOptions) -> Settled:
@@ -61,20 +69,25 @@ def validate(options: DeployOptions) -> Settled:
     from resnest_deploy.models import get_config
 
     get_config(options.arch)
-    if not options.precisions:
+    if options.precisions is not None and not options.precisions:
         raise ConfigError(f"--precisions takes a comma-separated subset of {', '.join(Precision.values())}, "
                           "got nothing")
-    precisions = tuple(dict.fromkeys(Precision.parse(p, "--precisions") for p in options.precisions))
-    cpu_model = Precision.parse(options.cpu_model, "--cpu-model")
-    if cpu_model not in CPU_MODELS:
-        raise ConfigError(f"--cpu-model takes {' or '.join(map(str, CPU_MODELS))}, got {options.cpu_model!r}")
-    o = _replace(options, precisions=precisions, cpu_model=cpu_model)
-    int8 = Precision.int8 in precisions or cpu_model == Precision.int8
+    chosen = options.precisions or (Precision.fp32, Precision.fp16, *((Precision.int8,) if options.calib_data else ()))
+    precisions = tuple(dict.fromkeys(Precision.parse(p, "--precisions") for p in chosen))
+    cpu_precision = Precision.parse(options.cpu_precision, "--cpu-precision")
+    if cpu_precision not in CPU_MODELS:
+        raise ConfigError(f"--cpu-precision takes {' or '.join(map(str, CPU_MODELS))}, got {options.cpu_precision!r}")
+    o = _replace(options, precisions=precisions, cpu_precision=cpu_precision)
+    int8 = Precision.int8 in precisions or cpu_precision == Precision.int8
     if int8 and not o.calib_data:
         raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images ('synthetic' "
-                          "only checks the pipeline); or leave int8 out of --precisions and --cpu-model")
-    parse_batch(o.batch)
-    check_minimums(("--calib-size", o.calib_size, 1))
+                          "only checks the pipeline); or leave int8 out of --precisions and --cpu-precision")
+    parse_batch(o.profile)
+    check_minimums(("--calib-size", o.calib_size, 1, MAX_CALIB))
+    check_output(o.run_dir, folder=True)
+    host = detect_host()
+    targets = resolve_targets(o, host)
+    _check_targets(targets, precisions, o.targets)
     if o.weights is not None:
         existing_file(o.weights, CheckpointError, "checkpoint file")
     layout = RunLayout(o.run_dir, o.arch)
@@ -86,7 +99,24 @@ def validate(options: DeployOptions) -> Settled:
             validate_quantize(actions.quantize_options(fp32, layout.onnx(kind), kind, o, calibration))
         _validate_parity(o, layout.onnx(kind))
     _validate_bench([layout.onnx(k) for k in o.kinds], o)
-    return Settled(o, calibration, _data_key(o))
+    notes = () if options.precisions or o.calib_data else (
+        "int8 left out: it needs calibration images; add --calib-data DIR (or --calib-data synthetic to check the "
+        "pipeline on a random-init model)",)
+    return Settled(o, calibration, _data_key(o), host, targets, notes)
+
+
+def _check_targets(targets: list[Target], precisions: tuple[Precision, ...], source: Path | None) -> None:
+    """Every target's precisions are among the run's (the run makes the ONNX files the targets build from).
+
+    Raises:
+        ConfigError: Naming the target, the precision and both places to fix it.
+    """
+    for target in targets:
+        missing = [p for p in target.precisions if p not in precisions]
+        if missing:
+            raise ConfigError(f"{source}: target {target.name!r} builds {', '.join(missing)}, which --precisions "
+                              f"{','.join(map(str, precisions))} leaves out; add it to --precisions or remove it "
+                              "from the target")
 
 
 def _replace(options: DeployOptions, **changes: object) -> DeployOptions:
@@ -129,10 +159,10 @@ def resolve_targets(options: DeployOptions, host: Host) -> list[Target]:
     """The targets file's targets; without one, this host's GPU, else one bundle for the GPU host that runs it."""
     precisions = tuple(Precision(p).value for p in options.precisions)
     if options.targets is not None:
-        return load_targets(options.targets, precisions=precisions, batch=options.batch)
+        return load_targets(options.targets, precisions=precisions, batch=options.profile)
     if host.compute_capability:
-        return [host_target(host.compute_capability, host.tensorrt, precisions, options.batch)]
-    return [any_gpu_target(precisions, options.batch)]
+        return [host_target(host.compute_capability, host.tensorrt, precisions, options.profile)]
+    return [any_gpu_target(precisions, options.profile)]
 
 
 def run_deploy(options: DeployOptions, *, progress: ProgressFn | None = None) -> DeployResult:
@@ -143,12 +173,54 @@ def run_deploy(options: DeployOptions, *, progress: ProgressFn | None = None) ->
             finished steps stay recorded).
     """
     settled = validate(options)
-    options = settled.options
-    host = detect_host()
-    targets = resolve_targets(options, host)
-    steps = Workflow(options, targets, host, settled.calibration, settled.data_key).build()
-    state = RunState.load(options.run_dir)
+    options, targets = settled.options, settled.targets
+    workflow = Workflow(options, targets, settled.host, settled.calibration, settled.data_key)
+    steps = workflow.build()
+    _check_arch(RunState.load(options.run_dir), options)
     if options.dry_run:
-        return DeployResult(options.run_dir, dry_run(steps, state, force=options.force), True, targets)
-    results = run_steps(steps, state, force=options.force, progress=progress)
-    return DeployResult(options.run_dir, results, False, targets)
+        state = RunState.load(options.run_dir)
+        return DeployResult(options.run_dir, dry_run(steps, state, force=options.force), True, targets,
+                            list(settled.notes))
+    with run_lock(options.run_dir, wait=options.wait):  # the state, artifacts and repository change under it
+        state = RunState.load(options.run_dir)
+        _check_arch(state, options)
+        state.arch = options.arch
+        removed = leftovers(options.run_dir, options.arch, steps, targets)
+        remove(removed)
+        state.keep_only({s.name for s in steps})
+        pruned = [StepResult("prune", "ran", 0.0, f"{len(removed)} file(s)",
+                             "an earlier run here made what this one does not")] if removed else []
+        results = _run_and_summarize(workflow, steps, state, pruned, progress)
+    return DeployResult(options.run_dir, results, False, targets, list(settled.notes),
+                        options.run_dir / "summary.json")
+
+
+def _run_and_summarize(workflow: Workflow, steps: list, state: RunState, pruned: list[StepResult],
+                       progress: ProgressFn | None) -> list[StepResult]:
+    """Run the steps and write ``summary.json``: after the last step, or with the reason when a step stopped the
+    run (the steps finished before it are in the summary too)."""
+    o = workflow.o
+    try:
+        results = pruned + run_steps(steps, state, force=o.force, progress=progress)
+    except ResnestDeployError as exc:
+        done = [StepResult(name, r.get("status", "ran"), r.get("seconds", 0.0), "", r.get("note") or "",
+                           tuple(r.get("warnings") or ())) for name, r in state.steps.items()]
+        write_summary(o.run_dir, command=o.command, arch=o.arch, steps=done, exit_code=exc.exit_code,
+                      reason=f"stopped: {exc}", verdict=None)
+        raise
+    failed = [r for r in results if r.status == "failed"]
+    reason = f"{failed[0].name}: {failed[0].reason}" if failed else "ok"
+    write_summary(o.run_dir, command=o.command, arch=o.arch, steps=results, exit_code=1 if failed else 0,
+                  reason=reason, verdict=workflow.verdicts())
+    return results
+
+
+def _check_arch(state: RunState, options: DeployOptions) -> None:
+    """A run folder holds one architecture's run: another's is refused, never overwritten.
+
+    Raises:
+        ConfigError: The folder's run was for another architecture.
+    """
+    if state.arch and state.arch != options.arch:
+        raise ConfigError(f"{options.run_dir} holds a deploy of {state.arch}; give --output another folder for "
+                          f"{options.arch} (or remove {options.run_dir})")

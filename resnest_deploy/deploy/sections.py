@@ -12,10 +12,10 @@ from ..reports.page import Section
 from .targets import Target
 from .triton import ModelEntry, plan_model_name
 
-LIVE_SERVER_NOTE = ("Checked here: every config.pbtxt parses as Triton's ModelConfig and matches the ONNX graph "
-                    "and the targets (names, types, dims, batch limits, plan files). Only a live Triton server "
-                    "checks that its backends load these files (its ONNX Runtime and TensorRT versions), that "
-                    "shapes agree at run time, and latency under concurrent load (perf_analyzer).")
+LIVE_SERVER_NOTE = ("Every config.pbtxt parses as Triton's ModelConfig and matches the ONNX graph and the targets; a "
+                    "stock Triton server (2.51) started on repositories like this one loads every model whose "
+                    "backend it has (docs/deploy.md says what was checked with a live server). The repository holds "
+                    "only models with their files, so a server with default flags starts on it.")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RunView:
         local: Names of the targets this host is (their engines were built here).
         repository: The Triton model repository folder.
         entries: Its models, as the repository step wrote them.
-        cpu_model: What the repository serves on CPUs.
+        cpu_precision: What the repository serves on CPUs.
     """
 
     arch: str
@@ -36,7 +36,49 @@ class RunView:
     local: frozenset[str]
     repository: Path
     entries: list[ModelEntry]
-    cpu_model: Precision
+    cpu_precision: Precision
+
+
+def verdict_section(verdicts: dict) -> Section:
+    """The report's opening block: can this ship? One row for the CPU model, one per target GPU."""
+    rows = []
+    cpu = verdicts["cpu"]
+    parity = cpu.get("parity")
+    speed = ", ".join(f"{b}: {r:.2f}x" for b, r in cpu.get("speed_vs_fp32_onnx", {}).items()) or "not timed"
+    rows.append(["CPU (Triton, ONNX Runtime)", cpu["model"], _parity_cell(parity), speed,
+                 "ready" if parity and parity["passed"] else "fix parity first"])
+    pending = 0
+    for t in verdicts["targets"]:
+        gpu = f"GPU {t['name']} (sm {t['compute_capability'] or 'any'})"
+        if t.get("built_here"):
+            cells = [v for v in (t.get("parity") or {}).values() if v]
+            ok = t["built"] and cells and all(v["passed"] for v in cells)
+            rows.append([gpu, ", ".join(t["plans"].values()), "; ".join(_parity_cell(v) for v in cells) or "-",
+                         "see latency", "ready" if ok else "fix the failed step first"])
+        else:
+            pending += 0 if t["built"] else 1
+            rows.append([gpu, ", ".join(t["plans"].values()), "checked on the GPU host by build.sh", "-",
+                         "built" if t["built"] else f"to build: {t['command']}"])
+    notes = ["speed: p50 latency of the model over the FP32 ONNX on ONNX Runtime, interleaved on this machine "
+             "(below 1.00x is faster)"]
+    if pending:
+        notes.append(f"{pending} target(s) still to build: run the command on a GPU host of that target; until "
+                     "then the repository serves the CPU model only")
+    return Section("Verdict", ["where", "model", "parity vs eager", "speed vs FP32 ONNX", "status"], rows,
+                   notes=notes)
+
+
+def _parity_cell(parity: dict | None) -> str:
+    if not parity:
+        return "not checked"
+    margins = parity.get("margins") or {}
+    # The metric closest to its limit, relative to the limit (metrics have different scales).
+    tightest = min(margins.items(), key=lambda item: item[1]["margin"] / max(abs(item[1]["limit"]), 1e-12),
+                   default=None)
+    word = "PASS" if parity["passed"] else "FAIL"
+    detail = f"; tightest {tightest[0]} {tightest[1]['value']:.4g} vs limit {tightest[1]['limit']:.4g}" \
+        if tightest else ""
+    return f"{word} ({parity.get('preset')}{detail})"
 
 
 def target_sections(view: RunView) -> list[Section]:
@@ -62,7 +104,8 @@ def target_sections(view: RunView) -> list[Section]:
 
 
 def repository_section(view: RunView) -> Section:
-    """One row per model: who it serves, platform, batch limits and its files (present or still to build)."""
+    """One row per model: who it serves, platform, batch limits and its files. A plan model is in the repository
+    only once a plan of it is built (here, or by a bundle's build.sh): until then its row says so."""
     rows = []
     for entry in sorted(view.entries, key=lambda e: e.name):
         files = [("cpu", "model.onnx")] if not entry.gpu else sorted(entry.files.items())
@@ -72,11 +115,13 @@ def repository_section(view: RunView) -> Section:
         shown = ", ".join(f"{cc}: {name}{'' if (version / name).exists() else ' (to build)'}" for cc, name in files)
         if not entry.gpu:
             serves = (f"CPU hosts: ONNX Runtime, "
-                      f"{'INT8 made for its CPU kernels' if view.cpu_model == Precision.int8 else 'FP32'}")
+                      f"{'INT8 made for its CPU kernels' if view.cpu_precision == Precision.int8 else 'FP32'}")
         elif entry.files:
             serves = "GPUs of " + ", ".join(f"sm {cc}" for cc in sorted(entry.files)) + ": TensorRT"
         else:
             serves = "any GPU host: TensorRT"
+        if entry.gpu and not (view.repository / entry.name / "config.pbtxt").exists():
+            serves += " (added by its bundle's build.sh with its first plan)"
         rows.append([entry.name, serves, entry.platform, str(entry.max_batch_size), str(entry.preferred_batch), shown])
     return Section("Triton model repository", ["model", "serves", "platform", "max batch", "preferred batch", "files"],
                    rows, notes=[f"{view.repository}", LIVE_SERVER_NOTE])

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..atomic import write_text_atomic
 from ..hashing import file_sha256, record_sha256
+from ..paths import real_path
 from ..versions import STEP_LIBRARIES, library_versions
 
 STATE_FILE = "deploy-state.json"
@@ -42,6 +43,7 @@ class RunState:
     path: Path
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     _hashes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    arch: str | None = None  # the architecture the folder's run was for
 
     @classmethod
     def load(cls, run_dir: Path) -> RunState:
@@ -49,15 +51,19 @@ class RunState:
         path = Path(run_dir) / STATE_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            steps = data["steps"] if isinstance(data, dict) and isinstance(data.get("steps"), dict) else {}
-        except (OSError, UnicodeDecodeError, ValueError, KeyError):
-            steps = {}
+        except (OSError, UnicodeDecodeError, ValueError):
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        raw = data.get("steps") if isinstance(data.get("steps"), dict) else {}
+        steps = {name: r for name, r in raw.items() if isinstance(r, dict) and all(
+            isinstance(r.get(k, {}), dict) for k in ("inputs", "outputs"))}  # a damaged record reruns its step
         hashes = {}
         for record in steps.values():
             for name, entry in {**record.get("inputs", {}), **record.get("outputs", {})}.items():
                 if isinstance(entry, dict):
                     hashes[name] = entry
-        return cls(path, steps, hashes)
+        arch = data.get("arch") if isinstance(data.get("arch"), str) else None
+        return cls(path, steps, hashes, arch)
 
     @property
     def run_dir(self) -> Path:
@@ -65,9 +71,9 @@ class RunState:
 
     def key(self, path: Path) -> str:
         """How a file is named in the records: relative to the run folder when inside it, else absolute."""
-        resolved = Path(path).resolve()
+        resolved = real_path(path)
         try:
-            return str(resolved.relative_to(self.path.parent.resolve()))
+            return str(resolved.relative_to(real_path(self.path.parent)))
         except ValueError:
             return str(resolved)
 
@@ -120,13 +126,13 @@ class RunState:
         return None
 
     def record(self, name: str, inputs: list[Path], options: dict[str, Any], outputs: list[Path], *, status: str,
-               seconds: float, note: str = "") -> None:
+               seconds: float, note: str = "", warnings: list[str] | None = None) -> None:
         """Store a finished step and write the state file atomically."""
         self.steps[name] = {
             "inputs": {self.key(p): self.fingerprint(p) for p in inputs},
             "options": record_sha256(options), "versions": library_versions(STEP_LIBRARIES),
             "outputs": {self.key(p): self.fingerprint(p) for p in outputs if p.exists()},
-            "status": status, "seconds": round(seconds, 2), "note": note,
+            "status": status, "seconds": round(seconds, 2), "note": note, "warnings": list(warnings or []),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self.save()
@@ -136,7 +142,15 @@ class RunState:
         if self.steps.pop(name, None) is not None:
             self.save()
 
+    def keep_only(self, names: set[str]) -> None:
+        """Drop the records of steps this run does not have (an earlier run's, with other options)."""
+        dropped = set(self.steps) - names
+        for name in dropped:
+            del self.steps[name]
+        if dropped:
+            self.save()
+
     def save(self) -> None:
         os.makedirs(self.path.parent, exist_ok=True)
-        write_text_atomic(self.path, json.dumps({"schema": "resnest-deploy/deploy-state/1", "steps": self.steps},
-                                                indent=1, sort_keys=True) + "\n")
+        body = {"schema": "resnest-deploy/deploy-state/1", "arch": self.arch, "steps": self.steps}
+        write_text_atomic(self.path, json.dumps(body, indent=1, sort_keys=True) + "\n")

@@ -18,31 +18,40 @@ from ..progress import ProgressFn
 from .state import RunState
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a step that ran ended: ``failure`` when its check failed (parity), and what the user should know."""
+
+    failure: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
 @dataclass(eq=False)
 class Step:
     """One unit of work: the files it reads and writes, what else shapes its output, and how to do it.
 
-    ``action`` returns None when the step succeeded, or a note when it ran but its check failed (parity).
-    ``after`` holds the steps whose outputs this one consumes.
+    ``action`` returns an :class:`Outcome` (None: it succeeded with nothing to say). ``after`` holds the steps
+    whose outputs this one consumes.
     """
 
     name: str
     inputs: list[Path]
     options: dict[str, Any]
     outputs: list[Path]
-    action: Callable[[], str | None]
+    action: Callable[[], Outcome | None]
     after: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
 class StepResult:
-    """A row of the final table."""
+    """A row of the final table, and the warnings of the step (when it ran, or when its record was made)."""
 
     name: str
     status: str  # ran, up to date, failed, would run
     seconds: float
     output: str
     reason: str
+    warnings: tuple[str, ...] = ()
 
 
 def run_steps(steps: list[Step], state: RunState, *, force: bool, progress: ProgressFn | None) -> list[StepResult]:
@@ -60,17 +69,19 @@ def run_steps(steps: list[Step], state: RunState, *, force: bool, progress: Prog
         if not decision.run:
             record = state.steps[step.name]
             status = "failed" if record.get("status") == "failed" else "up to date"
-            results.append(StepResult(step.name, status, 0.0, output, record.get("note") or ""))
+            results.append(StepResult(step.name, status, 0.0, output, record.get("note") or "",
+                                      tuple(record.get("warnings") or ())))
             continue
         state.forget(step.name)  # until it finishes, the step is not done (an interrupt leaves it to rerun)
         started = time.perf_counter()
         with interrupts.stage(step.name):
-            note = step.action()
+            outcome = step.action() or Outcome()
         seconds = time.perf_counter() - started
-        status = "failed" if note else "ran"
+        status = "failed" if outcome.failure else "ran"
         state.record(step.name, step.inputs, step.options, step.outputs, status=status, seconds=seconds,
-                     note=note or "")
-        results.append(StepResult(step.name, status, seconds, output, note or decision.reason))
+                     note=outcome.failure or "", warnings=list(outcome.warnings))
+        results.append(StepResult(step.name, status, seconds, output, outcome.failure or decision.reason,
+                                  outcome.warnings))
     if progress:
         progress("done", len(steps), len(steps))
     return results

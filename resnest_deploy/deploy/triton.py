@@ -112,9 +112,40 @@ def plan_model_name(arch: str, precision: str) -> str:
     return f"{arch}_trt_{precision}"
 
 
+def repository_files(arch: str, targets: list[Target]) -> dict[str, set[str]]:
+    """model folder -> the files its version folder holds when every target has built its plans (the repository's
+    layout, without reading any graph)."""
+    files = {onnx_model_name(arch): {"model.onnx"}}
+    for precision in Precision:
+        users = [t for t in targets if precision in t.precisions]
+        if users:
+            files[plan_model_name(arch, precision)] = {t.plan_name() for t in users}
+    return files
+
+
 def plan_path(root: Path, arch: str, precision: str, target: Target) -> Path:
     """Where a target's engine of ``precision`` lives in the repository: ``<model>/1/model.sm<XY>.plan``."""
     return root / plan_model_name(arch, precision) / "1" / target.plan_name()
+
+
+# Triton's ONNX Runtime backends built with ONNX Runtime before 1.17 read at most IR version 9 ("Unsupported model
+# IR version: 10"); opset 18 is valid at IR 9 (ONNX 1.14), so the repository's copy says 9 and declares only the
+# operator sets its nodes use. ONNX Runtime 1.15 is the first to read IR 9.
+TRITON_IR_VERSION = 9
+
+
+def triton_onnx(source: Path, target: Path) -> None:
+    """Write ``source`` to ``target`` as Triton's ONNX Runtime backends of the last years read it: IR version 9,
+    only the operator-set imports its nodes use. Nothing else in the graph changes."""
+    model = onnx.load(str(source), load_external_data=True)
+    used = {node.domain or "" for node in model.graph.node} | {""}
+    kept = [o for o in model.opset_import if (o.domain or "") in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    model.ir_version = min(model.ir_version, TRITON_IR_VERSION)
+    onnx.checker.check_model(model)
+    with atomic_path(target) as tmp:
+        onnx.save_model(model, str(tmp))
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -154,11 +185,15 @@ def repository_entries(arch: str, onnx_path: Path, targets: list[Target], *,
 
 def write_repository(root: Path, entries: list[ModelEntry], onnx_path: Path, *,
                      labels: list[str] | None = None) -> None:
-    """Write (or refresh) the repository's configs, labels and the ONNX model file from ``entries``."""
+    """Write (or refresh) the repository's configs, labels and the ONNX model file from ``entries``. A plan model
+    is written only when one of its plans is in place (built here, or by a bundle's build.sh, which writes the
+    config itself): a stock Triton server exits on a model folder without its file."""
     for entry in entries:
+        plans = [*entry.files.values(), *([entry.default_file] if entry.default_file else [])]
+        if entry.gpu and not any((root / entry.name / "1" / plan).is_file() for plan in plans):
+            continue
         folder = root / entry.name
-        (folder / "1").mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / "config.pbtxt", render_config(entry))
         if labels:
             write_text_atomic(folder / "labels.txt", "\n".join(labels) + "\n")
-    link_or_copy(onnx_path, root / entries[0].name / "1" / "model.onnx")
+    triton_onnx(onnx_path, root / entries[0].name / "1" / "model.onnx")

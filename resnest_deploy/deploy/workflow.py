@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..kinds import ArtifactKind, Precision
-from . import actions
+from . import actions, summary
 from .host import Host
 from .options import DeployOptions
 from .sections import RunView
@@ -75,7 +75,7 @@ class Workflow:
         self.data_key = data_key
         self.layout = RunLayout(options.run_dir, options.arch)
         self.kinds = options.kinds
-        self.cpu_kind = ArtifactKind.int8_cpu if options.cpu_model == Precision.int8 else ArtifactKind.fp32
+        self.cpu_kind = ArtifactKind.int8_cpu if options.cpu_precision == Precision.int8 else ArtifactKind.fp32
         self.steps: list[Step] = []
         self.makers: dict[ArtifactKind, Step] = {}  # the step that writes each ONNX file
 
@@ -94,7 +94,7 @@ class Workflow:
         fp32, cpu = self.layout.onnx(ArtifactKind.fp32), self.layout.onnx(self.cpu_kind)
         entries, _ = actions.repository_contents(self.o, fp32, cpu, self.targets)
         return RunView(self.o.arch, self.targets, frozenset(t.name for t in self.targets if self.is_local(t)),
-                       self.layout.repository, entries, Precision(self.o.cpu_model))
+                       self.layout.repository, entries, Precision(self.o.cpu_precision))
 
     def _add(self, step: Step) -> Step:
         self.steps.append(step)
@@ -177,17 +177,21 @@ class Workflow:
         onnx_files = {p: self.layout.onnx(ArtifactKind(p)) for p in target.precisions}
         makers = tuple(dict.fromkeys(self.makers[ArtifactKind(p)] for p in target.precisions))
         self._add(Step(
-            f"bundle {target.name}", list(onnx_files.values()), target.to_dict(),
+            f"bundle {target.name}", [*dict.fromkeys([*onnx_files.values(), self.layout.onnx(ArtifactKind.fp32)]),
+                                      *self.weights()],
+            {"target": target.to_dict(), "targets": [t.to_dict() for t in self.targets], "data": self.data_key},
             [folder / "build.sh", folder / "target.json", *(folder / "onnx" / f.name for f in onnx_files.values())],
-            lambda: actions.bundle(folder, target, self.o.arch, onnx_files), makers))
+            lambda: actions.bundle(folder, target, self.o, onnx_files, self.layout.onnx(ArtifactKind.fp32),
+                                   self.targets),
+            tuple(dict.fromkeys((*makers, self.makers[ArtifactKind.fp32])))))
 
     def _repository(self) -> None:
         fp32, cpu = self.layout.onnx(ArtifactKind.fp32), self.layout.onnx(self.cpu_kind)
         root = self.layout.repository
         configs = [root / onnx_model_name(self.o.arch) / "config.pbtxt",
                    root / onnx_model_name(self.o.arch) / "1" / "model.onnx"]
-        configs += [root / plan_model_name(self.o.arch, p) / "config.pbtxt"
-                    for p in Precision if any(p in t.precisions for t in self.targets)]
+        configs += [root / plan_model_name(self.o.arch, p) / "config.pbtxt" for p in Precision
+                    if any(p in t.precisions and self.is_local(t) for t in self.targets)]  # plans built here
         self._add(Step(
             "triton repository", [fp32, cpu], {"targets": [t.to_dict() for t in self.targets], "data": self.data_key},
             configs, lambda: actions.repository(root, self.o, fp32, cpu, self.targets),
@@ -199,13 +203,21 @@ class Workflow:
         self._add(Step(
             "report", inputs, {"targets": [t.to_dict() for t in self.targets],
                                "local": [t.name for t in self.targets if self.is_local(t)]},
-            [out, out.with_suffix(".md")], lambda: _report(self.o.run_dir, self.view()), tuple(self.steps)))
+            [out, out.with_suffix(".md")], self._write_report, tuple(self.steps)))
 
+    def verdicts(self) -> dict:
+        """The CPU model's and every target's verdict (see :mod:`.summary`)."""
+        local = {t.name for t in self.targets if self.is_local(t)}
+        return summary.verdicts(self.o.run_dir, self.o.arch, str(self.cpu_kind), self.layout.onnx(self.cpu_kind),
+                                self.targets, local, self.layout.report)
 
-def _report(run: Path, view: RunView) -> None:
-    from resnest_deploy.reports.page import build_report
+    def _write_report(self) -> None:
+        from resnest_deploy.reports.page import build_report
 
-    from .sections import repository_section, target_sections
+        from .sections import repository_section, target_sections, verdict_section
 
-    build_report(run, run / "report.html", extra=[*target_sections(view), repository_section(view)])
+        view = self.view()
+        build_report(self.o.run_dir, self.o.run_dir / "report.html", command=self.o.command,
+                     lead=[verdict_section(self.verdicts())],
+                     extra=[*target_sections(view), repository_section(view)])
 

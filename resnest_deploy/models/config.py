@@ -13,6 +13,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 STEM = "stem"
 HEAD = "fc"
+MAX_CLASSES = 1_000_000  # a classifier head larger than this is a typo (and gigabytes of weights)
 
 Family = Literal["resnet", "resnext", "seresnet", "skresnet", "resnest"]
 BlockType = Literal["basic", "bottleneck"]

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsMismatchError
 from .batchnorm import reestimate_batchnorm
+from .config import MAX_CLASSES
 from .registry import get_config, list_models
 from .resnet import ResNet
 from .weights import StateDict, expected_shapes, load_into, match_layout, read_checkpoint
@@ -70,13 +71,13 @@ def create_model(
 
     Raises:
         UnknownArchError: ``arch`` is not registered.
-        ConfigError: ``num_classes`` is not positive.
+        ConfigError: ``num_classes`` is out of range (1..MAX_CLASSES).
         CheckpointError: The checkpoint cannot be read safely.
         WeightsMismatchError: The checkpoint does not fit the architecture.
     """
     cfg = get_config(arch)
-    if num_classes is not None and num_classes < 1:
-        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
+        raise ConfigError(f"--num-classes must be in 1..{MAX_CLASSES}, got {num_classes}")
     checkpoint = read_checkpoint(weights) if weights is not None else None
     ckpt_classes = checkpoint.num_classes if checkpoint else None
     if num_classes is not None and ckpt_classes is not None and num_classes != ckpt_classes:

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..hashing import file_sha256
-from ..paths import existing_file
+from ..paths import check_output, existing_file, user_path
 from ..progress import ProgressFn
 from ..errors import CheckpointError, DownloadError, WeightsMismatchError
 from .config import ModelConfig
@@ -171,7 +171,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         obj = _read_torch(path)
     else:
         raise CheckpointError(f"{path}: not a PyTorch or safetensors checkpoint (unrecognised file header)")
-    return Checkpoint(path=path, sha256=file_sha256(path), state=_unwrap(obj, path))
+    state = _unwrap(obj, path)
+    _check_finite(state, path)
+    return Checkpoint(path=path, sha256=file_sha256(path), state=state)
+
+
+def _check_finite(state: StateDict, path: Path) -> None:
+    """Refuse a checkpoint whose floating-point tensors hold NaN or infinity, naming the first such tensor: the
+    export would otherwise run and fail its verification with nothing said about why.
+
+    Raises:
+        CheckpointError: The first non-finite tensor, with how many of its values are bad.
+    """
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.numel():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise CheckpointError(f"{path}: tensor {name} holds {bad} non-finite value(s) (NaN or infinity) of "
+                                      f"{tensor.numel()}; the checkpoint is damaged")
 
 
 def _read_safetensors(path: Path) -> StateDict:
@@ -331,9 +349,11 @@ def download_weights(
         DownloadError: The transfer failed or the hash did not match.
         OutputError: ``dest_dir`` cannot be written.
     """
-    dest = Path(dest_dir)
+    dest = user_path(dest_dir)
     name = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path)).name
-    target = dest / name
+    if not name:
+        raise DownloadError(f"{url}: names no file to download")
+    target = check_output(dest / name)
     if target.is_file() and file_sha256(target).startswith(sha256_prefix):
         return target
     with atomic_path(target) as tmp:

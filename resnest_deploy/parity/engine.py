@@ -12,7 +12,7 @@ import torch
 
 from .. import interrupts
 from ..batching import fit_batch, run_batched
-from resnest_deploy.calibration.images import ImageSet, find_images, iter_batches
+from resnest_deploy.calibration.images import SPLIT_NAMES, ImageSet, find_images, iter_batches
 from ..checks import Check
 from ..errors import ConfigError, WeightsMismatchError
 from resnest_deploy.exporters.graph import check_fits, load_artifact
@@ -200,6 +200,9 @@ def _class_mapping(images: ImageSet, num_classes: int, index_file: Path | None) 
         return mapping, f"class index file {index_file.name}"
     if not images.is_class_tree:
         return None, "not a class-per-subfolder tree"
+    if set(images.classes) <= SPLIT_NAMES:
+        return None, (f"{images.root} is a dataset root split into {', '.join(images.classes)}, not a folder of "
+                      f"classes; give one split, e.g. --data {images.root / images.classes[-1]}")
     if len(images.classes) == num_classes:
         kind = "ImageNet synset order" if all(_WNID.match(c) for c in images.classes) else "sorted folder names"
         return {c: i for i, c in enumerate(images.classes)}, kind

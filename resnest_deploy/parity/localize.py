@@ -1,4 +1,5 @@
-"""Find the first stage whose output diverges: the artifact's block outputs against eager forward hooks.
+"""Find the first stage whose output diverges: the artifact's block outputs against eager forward hooks, then the
+classifier head (its logits), which is a stage too.
 
 Block outputs are found in the ONNX graph by structure, which survives FP16 conversion and Q/DQ insertion: the
 stem ends at the MaxPool, and each residual block ends at a Relu fed by an Add. A copy of the graph exposes them
@@ -15,6 +16,7 @@ import onnx
 from ..checks import Check
 from ..errors import ArtifactError
 from ..metrics import max_abs_rel
+from ..models.config import HEAD
 from resnest_deploy.exporters.graph_index import GraphIndex
 from ..runners.ort_runner import OrtRunner
 from ..runners.torch_runner import TorchRunner
@@ -76,12 +78,14 @@ def localize(eager: TorchRunner, model: onnx.ModelProto, x: np.ndarray, *, toler
     if len(names) != len(stages):
         raise ArtifactError(f"cannot map the graph's blocks to the model: found {len(names)} stage outputs, "
                             f"the model has {len(stages)} stages")
+    logits = model.graph.output[0].name
     with eager:
         reference = eager.forward_with_stages(x)
-    with OrtRunner(expose(model, names), provider="cpu", outputs=names) as runner:
+    with OrtRunner(expose(model, names), provider="cpu", outputs=[*names, logits]) as runner:
         actual = runner.infer({runner.input_specs[0].name: x})
     errors = [_stage_check(stage, reference[stage], actual[name].astype(np.float32), tolerance)
               for stage, name in zip(stages, names)]
+    errors.append(_stage_check(HEAD, reference["logits"], actual[logits].astype(np.float32), tolerance, floor=1.0))
     first_bad = next((e.name for e in errors if not e.passed), None)
     jumps = [(errors[i].value / max(errors[i - 1].value, 1e-12), errors[i].name) for i in range(1, len(errors))]
     largest = max(jumps)[1] if jumps else None
@@ -91,10 +95,11 @@ def localize(eager: TorchRunner, model: onnx.ModelProto, x: np.ndarray, *, toler
 FEATURE_FLOOR = 1e-6  # relative error of a feature map: its own scale, however small (not the logits' floor of 1)
 
 
-def _stage_check(stage: str, ref: np.ndarray, got: np.ndarray, tolerance: float) -> Check:
-    """The stage's relative error against its tolerance (inf when the shapes differ)."""
+def _stage_check(stage: str, ref: np.ndarray, got: np.ndarray, tolerance: float,
+                 floor: float = FEATURE_FLOOR) -> Check:
+    """The stage's relative error against its tolerance (inf when the shapes differ); logits take parity's floor."""
     if ref.shape != got.shape:
         return Check(stage, False, f"shape {list(got.shape)} vs eager {list(ref.shape)}", float("inf"), tolerance)
-    rel = max_abs_rel(ref, got, floor=FEATURE_FLOOR)
+    rel = max_abs_rel(ref, got, floor=floor)
     max_abs = float(np.abs(got.astype(np.float64) - ref).max())
     return Check(stage, rel <= tolerance, f"{rel:.3g} (max-abs {max_abs:.3g})", rel, tolerance)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, ConfigError, check_minimums
+from ..errors import MAX_BATCH, MAX_SAMPLES, CheckpointError, ConfigError, check_minimums
 from ..metrics import Tolerances
 from ..paths import existing_file
 from ..runners.ort_runner import Provider
@@ -43,7 +43,8 @@ def validate_options(options: ParityOptions) -> None:
         ConfigError: A bad count, seed, provider, tolerance name or path.
         CheckpointError: ``--weights`` is not a file.
     """
-    check_minimums(("--batch", options.batch, 1), ("--seed", options.seed, 0), ("--samples", options.samples, 1))
+    check_minimums(("--batch", options.batch, 1, MAX_BATCH), ("--seed", options.seed, 0),
+                   ("--samples", options.samples, 1, MAX_SAMPLES))
     if options.provider not in [p.value for p in Provider]:
         raise ConfigError(f"unknown provider {options.provider!r}; choose {', '.join(p.value for p in Provider)}")
     Tolerances().with_overrides(options.tolerances)

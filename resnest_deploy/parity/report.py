@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..atomic import write_texts_atomic
 from ..paths import report_pair
 from .engine import ParityResult
 
@@ -59,7 +59,7 @@ def render_markdown(result: ParityResult) -> str:
 
 
 def report_paths(path: Path | None, artifact: str | Path) -> tuple[Path, Path]:
-    """The JSON and Markdown report paths for ``--report PATH`` (see :func:`resnest_deploy.paths.report_pair`),
+    """The JSON and Markdown report paths for ``--output PATH`` (see :func:`resnest_deploy.paths.report_pair`),
     checked writable before parity runs.
 
     Raises:
@@ -72,6 +72,5 @@ def write_reports(result: ParityResult, paths: Path | tuple[Path, Path]) -> tupl
     """Write the JSON and the Markdown reports atomically: to ``paths`` (from :func:`report_paths`), or beside
     one path as :func:`report_paths` names them."""
     json_path, md_path = paths if isinstance(paths, tuple) else report_paths(paths, result.artifact)
-    write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
-    write_text_atomic(md_path, render_markdown(result))
+    write_texts_atomic({json_path: json.dumps(result.to_dict(), indent=2) + "\n", md_path: render_markdown(result)})
     return json_path, md_path

@@ -12,11 +12,13 @@ import html
 import io
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text_atomic
+from .. import __version__
+from ..atomic import write_texts_atomic
 from ..paths import report_pair
 from ..errors import ConfigError
 from ..metrics import MAX_ABS_REL_FORMULA
@@ -172,15 +174,19 @@ def _bench_section(bench: list[dict[str, Any]]) -> Section:
     for run in bench:
         for r in run["rows"]:
             ratio = f"{r['ratio_vs_eager']:.2f}x" if r.get("ratio_vs_eager") else ""
+            onnx = f"{r['ratio_vs_fp32_onnx']:.2f}x" if r.get("ratio_vs_fp32_onnx") else ""
             references.add(str(r.get("reference") or "eager").split(" (")[0])
             rows.append([str(r["batch"]), r["name"], str(r.get("timing", "")), f"{r['p50_ms']:.2f}",
-                         f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['throughput_ips']:.1f}", ratio])
+                         f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f} (of {r.get('iters', '?')})",
+                         f"{r['throughput_ips']:.1f}", onnx, ratio])
     env = ", ".join(f"{k}: {v}" for k, v in bench[0]["environment"].items())
-    notes = [n for run in bench for n in run.get("notes", [])] + [f"Environment: {env}"]
+    notes = [n for run in bench for n in run.get("notes", [])] + [
+        "p99 is the 99th percentile of the timed rounds counted beside it: with few rounds it is close to the "
+        "slowest one", f"Environment: {env}"]
     return Section("Latency (interleaved rounds)",
-                   ["batch", "contender", "timing", "p50 ms", "p90 ms", "p99 ms", "images/s",
-                    f"vs {' / '.join(sorted(references))}"], rows, latency_plot(bench), "latency per image vs batch",
-                   notes)
+                   ["batch", "contender", "timing", "p50 ms", "p90 ms", "p99 ms (rounds)", "images/s",
+                    "vs FP32 ONNX", f"vs {' / '.join(sorted(references))}"], rows, latency_plot(bench),
+                   "latency per image vs batch", notes)
 
 
 def _export_section(exports: list[dict[str, Any]]) -> Section:
@@ -190,8 +196,10 @@ def _export_section(exports: list[dict[str, Any]]) -> Section:
     return Section("Artifacts", ["artifact", "precision", "opset", "nodes", "time to make"], rows)
 
 
-def assemble(run_dir: Path, extra: list[Section] | None = None) -> Report:
-    """The report of a run folder (its parity, bench and artifact JSON), plus ``extra`` sections.
+def assemble(run_dir: Path, extra: list[Section] | None = None, lead: list[Section] | None = None,
+             command: tuple[str, ...] = ()) -> Report:
+    """The report of a run folder (its parity, bench and artifact JSON), plus ``extra`` sections after them and
+    ``lead`` sections (a verdict block) before them.
 
     Raises:
         ConfigError: The folder holds no reports.
@@ -202,7 +210,7 @@ def assemble(run_dir: Path, extra: list[Section] | None = None) -> Report:
         raise ConfigError(f"{run_dir}: no parity or bench reports (*.parity.json, *.bench.json) found{why}")
     first = (parity or bench or [{}])[0]
     arch, weights = first.get("arch", run_dir.name), first.get("weights", "")
-    sections = []
+    sections = list(lead or [])
     if exports:
         sections.append(_export_section(exports))
     if parity:
@@ -213,7 +221,8 @@ def assemble(run_dir: Path, extra: list[Section] | None = None) -> Report:
     if skipped:
         sections.append(Section("Files left out", notes=skipped))
     meta = [f"weights: {weights}", f"folder: {run_dir}"] if weights else [f"folder: {run_dir}"]
-    verdict = all(p["passed"] for p in parity) if parity else None
+    meta.append(f"resnest-deploy {__version__}" + (f"; command: {shlex.join(command)}" if command else ""))
+    verdict = all(p["passed"] for p in parity) if parity and not lead else None  # a lead block says more
     return Report(f"resnest-deploy run: {arch}", meta, verdict, sections)
 
 
@@ -226,8 +235,9 @@ td,th{border:1px solid #ddd;padding:.3rem .6rem;font-size:.85rem;text-align:left
 
 def _cell(text: str) -> str:
     """One HTML cell: numbers right-aligned, verdicts coloured, everything escaped."""
-    if text in ("pass", "FAIL"):
-        return f"<td><span class='{text.lower()}'>{text}</span></td>"
+    if text in ("pass", "FAIL") or text.startswith(("PASS (", "FAIL (", "ready", "fix ")):
+        cls = "pass" if text.startswith(("pass", "PASS", "ready")) else "fail"
+        return f"<td><span class='{cls}'>{html.escape(text)}</span></td>"
     numeric = re.fullmatch(r"[-+\d.,e%x ]+(s|ms)?", text.strip())
     return f"<td class='{'n' if numeric else 't'}'>{html.escape(text)}</td>"
 
@@ -271,14 +281,16 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_report(run_dir: str | Path, output: str | Path | None = None,
-                 extra: list[Section] | None = None) -> tuple[Path, Path]:
+def build_report(run_dir: str | Path, output: str | Path | None = None, extra: list[Section] | None = None,
+                 lead: list[Section] | None = None, command: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` for a run folder.
 
     Args:
         run_dir: Folder with ``*.parity.json`` / ``*.bench.json`` (and export manifests), searched recursively.
         output: HTML or Markdown path (the other goes beside it); an existing folder gets ``report.html`` inside.
         extra: Further sections (targets, a model repository) appended after parity and latency.
+        lead: Sections that open the page (a deploy run's verdict block).
+        command: The command line that made the run, recorded under the title.
 
     Returns:
         The HTML and Markdown paths.
@@ -290,7 +302,6 @@ def build_report(run_dir: str | Path, output: str | Path | None = None,
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: not a folder")
     html_path, md_path = report_pair(output, run_dir / "report.html", (".html", ".md"))
-    report = assemble(run_dir, extra)
-    write_text_atomic(html_path, render_html(report))
-    write_text_atomic(md_path, render_markdown(report))
+    report = assemble(run_dir, extra, lead, command)
+    write_texts_atomic({html_path: render_html(report), md_path: render_markdown(report)})
     return html_path, md_path

@@ -38,8 +38,8 @@ def target_note(meta, runner_name: str) -> str | None:
     on_cpu = "CPUExecutionProvider" in runner_name
     if meta.target == "tensorrt" and on_cpu:
         return (f"{meta.arch} INT8 made for TensorRT runs on ONNX Runtime's CPU provider here: its signed Q/DQ are "
-                "partly emulated, slower than FP32; for CPU serving make one with quantize --target cpu")
+                "partly emulated, slower than FP32; for CPU serving make one with quantize --runtime cpu")
     if meta.target == "cpu" and not on_cpu:
         return (f"{meta.arch} INT8 made for ONNX Runtime's CPU provider runs on {runner_name} here; for GPUs use "
-                "the --target tensorrt INT8 model")
+                "the --runtime tensorrt INT8 model")
     return None

@@ -1,6 +1,6 @@
 """FP16 and INT8 accuracy on the small trained resnest14d (held-out split, ONNX Runtime CPU).
 
-Acceptance: INT8 (the TensorRT graph and the ONNX Runtime CPU graph alike) top-1 within 1.0 point of FP32 and top-1
+Acceptance: INT8 (the TensorRT graph, FP16 or FP32 around its Q/DQ, and the ONNX Runtime CPU graph alike) top-1 within 1.0 point of FP32 and top-1
 agreement >= 97%; FP16 top-1 agreement >= 99.5% and
 mean cosine >= 0.9995. Labels come from the val/ folder names; the FP32 reference is the exported ONNX.
 """
@@ -41,17 +41,18 @@ def test_trained_model_is_worth_measuring(trained, heldout):
     assert (fp32.argmax(1) == y).mean() >= 0.9  # a model that learned the task, so flips mean something
 
 
-@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
-def test_int8_accuracy_on_heldout(trained, heldout, tmp_path, target):
+@pytest.mark.parametrize("target, high", [("tensorrt", None), ("tensorrt", "fp32"), ("cpu", None)])
+def test_int8_accuracy_on_heldout(trained, heldout, tmp_path, target, high):
+    """The TensorRT graph with FP16 around its Q/DQ (the default) and with FP32, and the CPU graph."""
     x, y, fp32 = heldout
     result = quantize_onnx(QuantizeOptions(model=trained.onnx, precision="int8", calib_data=str(trained.train_dir),
                                            calib_size=256, output=tmp_path / "m.int8.onnx", use_cache=False,
-                                           target=target))
+                                           target=target, high_precision=high))
     assert result.meta.target == target
     int8 = _logits(result.path, x)
     acc32, acc8 = (fp32.argmax(1) == y).mean(), (int8.argmax(1) == y).mean()
     agreement = (int8.argmax(1) == fp32.argmax(1)).mean()
-    print(f"int8 {target} ({result.meta.extra['quantization']['method']}): fp32 top-1 {acc32:.4f}, int8 top-1 "
+    print(f"int8 {target} {high or ''} ({result.meta.extra['quantization']['method']}): fp32 top-1 {acc32:.4f}, int8 top-1 "
           f"{acc8:.4f}, agreement {agreement:.4f}")
     assert acc8 >= acc32 - 0.010
     assert agreement >= 0.97

@@ -1,4 +1,4 @@
-"""INT8 for ONNX Runtime's CPU provider (--target cpu): exact float rewrites, the U8S8 graph and its checks, and
+"""INT8 for ONNX Runtime's CPU provider (--runtime cpu): exact float rewrites, the U8S8 graph and its checks, and
 every command naming a model used on the runtime it was not made for."""
 
 from __future__ import annotations
@@ -160,26 +160,26 @@ def test_cpu_graph_is_u8s8_and_recorded(export_cache, tmp_path):
     zero_points = {numpy_helper.to_array(i).dtype for i in model.graph.initializer if i.name.endswith("zero_point")}
     assert np.dtype(np.uint8) in zero_points
     assert result.agreement.cosine_mean > 0.99 and result.agreement.samples == 13
-    with pytest.raises(ConfigError, match="--target cpu makes an INT8 graph"):
+    with pytest.raises(ConfigError, match="--runtime cpu makes an INT8 graph"):
         quantize_onnx(QuantizeOptions(model=source, precision="fp16", target="cpu"))
 
 
 def test_each_command_names_a_model_used_on_the_runtime_it_was_not_made_for(export_cache, cli, tmp_path):
     source = export_cache("resnest50", SMALL).path
-    cpu = cli("quantize", str(source), "--precision", "int8", "--target", "cpu", "--calib-data", "synthetic",
+    cpu = cli("quantize", str(source), "--precision", "int8", "--runtime", "cpu", "--calib-data", "synthetic",
               "--calib-size", "4", "--output", str(tmp_path / "m.int8-cpu.onnx"))
     trt = cli("quantize", str(source), "--precision", "int8", "--calib-data", "synthetic", "--calib-size", "4",
               "--output", str(tmp_path / "m.int8.onnx"))
     assert cpu.returncode == 0 and trt.returncode == 0, cpu.stderr + trt.stderr
     assert_one_line_error(cli("build", str(tmp_path / "m.int8-cpu.onnx"), "--emit-script", str(tmp_path / "job")),
-                          "INT8 graph for ONNX Runtime's CPU provider", "--target tensorrt")
+                          "INT8 graph for ONNX Runtime's CPU provider", "--runtime tensorrt")
     assert not (tmp_path / "job").exists()
-    parity = cli("parity", str(tmp_path / "m.int8.onnx"), "--samples", "4", "--report", str(tmp_path / "p.json"))
+    parity = cli("parity", str(tmp_path / "m.int8.onnx"), "--samples", "4", "--output", str(tmp_path / "p.json"))
     assert parity.returncode == 0 and "INT8 made for TensorRT" in parity.stdout
     notes = json.loads((tmp_path / "p.json").read_text())["notes"]
-    assert any("INT8 made for TensorRT" in n and "--target cpu" in n for n in notes), notes
-    bench = cli("bench", str(tmp_path / "m.int8.onnx"), str(tmp_path / "m.int8-cpu.onnx"), "--batch", "1",
-                "--iters", "1", "--warmup", "0", "--report", str(tmp_path / "b.json"))
+    assert any("INT8 made for TensorRT" in n and "--runtime cpu" in n for n in notes), notes
+    bench = cli("bench", str(tmp_path / "m.int8.onnx"), str(tmp_path / "m.int8-cpu.onnx"), "--bench-batch", "1",
+                "--iters", "1", "--warmup", "0", "--output", str(tmp_path / "b.json"))
     assert bench.returncode == 0, bench.stderr
     data = json.loads((tmp_path / "b.json").read_text())
     assert any("INT8 made for TensorRT" in n for n in data["notes"]), data["notes"]

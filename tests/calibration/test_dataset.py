@@ -81,3 +81,29 @@ def test_bad_sources(tmp_path):
         load_calibration(tmp_path / "missing", CFG)
     with pytest.raises(ConfigError, match="--calib-size must be >= 1"):
         load_calibration(tmp_path / "empty", CFG, count=0)
+
+
+def test_concurrent_runs_never_read_a_torn_cache_file(tmp_path):
+    """Several processes calibrating from one folder into one cache at once: every one gets the full tensor, and
+    the cache entry they leave reads back whole (entries are written to a temporary name and renamed)."""
+    import subprocess
+    import sys
+
+    from tests import hostile
+    from tests.conftest import ROOT
+
+    folder = tmp_path / "images"
+    hostile.write_readable(folder)
+    code = ("import sys; from resnest_deploy.calibration.dataset import load_calibration; "
+            "from resnest_deploy.models import get_config; "
+            f"d = load_calibration({str(folder)!r}, get_config('resnet18').input.at_size(32), count=99, "
+            f"cache_dir={str(tmp_path / 'cache')!r}); print(d.array.shape[0], d.cache_hit)")
+    for _ in range(2):
+        procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        outputs = [p.communicate(timeout=300)[0].split() for p in procs]
+        assert all(p.returncode == 0 for p in procs) and all(o[0] == str(len(hostile.READABLE)) for o in outputs)
+    entries = list((tmp_path / "cache" / "calibration").iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".npz"
+    with np.load(entries[0]) as stored:
+        assert stored["array"].shape == (len(hostile.READABLE), 3, 32, 32)

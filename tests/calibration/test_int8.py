@@ -12,8 +12,11 @@ from collections import defaultdict
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
+from resnest_deploy.calibration.int8 import _fp16_exact
 from resnest_deploy.calibration.quantize import QuantizeOptions, quantize_onnx
 from resnest_deploy.exporters.qdq_rules import check_qdq_rules
 from resnest_deploy.ort_session import ort_session
@@ -90,6 +93,34 @@ def _assert_rules(model, *, float_owners=()):
     return quantized, residual
 
 
+def _float_types(model):
+    """Op type -> element types of its float outputs, but Casts, QuantizeLinear and the graph's own input/output."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    found = defaultdict(set)
+    for node in model.graph.node:
+        if node.op_type not in ("Cast", "QuantizeLinear"):
+            for name in node.output:
+                if types.get(name) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+                    found[node.op_type].add(types[name])
+    return found
+
+
+def _assert_fp16_around_qdq(model):
+    """FP32 in and out; every float tensor inside typed FP16, Q/DQ scales FP16, opset 19 (FP16 Q/DQ)."""
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
+    found = _float_types(model)
+    if "Softmax" in found:  # split attention: its float ops are the ones that matter
+        assert {"Softmax", "ReduceMean", "Mul", "Conv", "Relu"} <= set(found)
+    assert all(kinds == {onnx.TensorProto.FLOAT16} for kinds in found.values()), dict(found)
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert inits[node.input[1]].data_type == onnx.TensorProto.FLOAT16, node.name
+
+
 @pytest.mark.parametrize("arch, blocks, attention", [
     pytest.param("resnest50", 16, 32, marks=pytest.mark.xdist_group("resnest50")),
     pytest.param("resnet50", 16, 0, marks=pytest.mark.xdist_group("resnet50")),
@@ -101,6 +132,8 @@ def test_int8_graph_follows_every_tensorrt_rule(export_cache, tmp_path, arch, bl
     model = onnx.load(str(result.path))
     convs = sum(1 for n in model.graph.node if n.op_type in ("Conv", "Gemm"))
     quantized, residual = _assert_rules(model, float_owners=("layer",))
+    _assert_fp16_around_qdq(model)  # the default: TensorRT runs the float parts in FP16
+    assert result.meta.extra["quantization"]["high_precision"] == "fp16"
     assert residual == blocks
     assert quantized == convs - attention  # the attention fc1/fc2 convs stay float by default
     assert all(c.passed for c in check_qdq_rules(model)), check_qdq_rules(model)
@@ -153,3 +186,35 @@ def test_rule_checker_catches_misplaced_qdq(tmp_path):
     # A per-tensor weight scale breaks the weight rule.
     model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array(0.1, np.float32), "w_s"))
     assert {c.name: c.passed for c in check_qdq_rules(model)}["weights: INT8, per output channel, symmetric"] is False
+
+
+@given(st.floats(min_value=2.0 ** -40, max_value=60000.0, allow_subnormal=False, width=32))
+@settings(max_examples=300, deadline=None)
+def test_fp16_scales_are_exact_in_fp16_never_smaller_and_the_nearest_such(scale):
+    """A scale FP16 holds exactly (what the engine uses), never below the calibrated one (no INT8 weight clips),
+    and no FP16 value between them (nothing coarser than needed)."""
+    out = _fp16_exact(np.asarray([scale], np.float32))[0]
+    half = np.float16(out)
+    assert np.float32(half) == out and out >= np.float32(scale)
+    assert np.float32(np.nextafter(half, np.float16(-np.inf))) < np.float32(scale)
+
+
+@pytest.mark.xdist_group("resnet18")
+def test_high_precision_fp32_and_an_old_opset_source(export_cache, tmp_path):
+    """``--high-precision fp32`` leaves the float parts FP32 (scales FP32, opset kept); an opset-13 export is raised
+    to opset 19 for the FP16 default and still meets the contract and the rules."""
+    source = export_cache("resnet18", SMALL).path
+    plain = quantize_onnx(QuantizeOptions(model=source, precision="int8", calib_data="synthetic", calib_size=4,
+                                          method="max", output=tmp_path / "fp32.onnx", high_precision="fp32"))
+    model = onnx.load(str(plain.path))
+    assert all(kinds == {onnx.TensorProto.FLOAT} for kinds in _float_types(model).values())
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 18
+    assert plain.meta.extra["quantization"]["high_precision"] == "fp32"
+    old = export_cache("resnet18", SMALL, opset=13).path
+    raised = quantize_onnx(QuantizeOptions(model=old, precision="int8", calib_data="synthetic", calib_size=4,
+                                           method="max", output=tmp_path / "old.onnx"))
+    model = onnx.load(str(raised.path))
+    _assert_fp16_around_qdq(model)
+    assert all(c.passed for c in check_qdq_rules(model)), check_qdq_rules(model)  # basic blocks: no conv3 walk
+    assert not [n for n in model.graph.node if n.op_type == "Constant"]
+    assert raised.agreement.cosine_mean > 0.99

@@ -48,7 +48,7 @@ def test_every_command_writes_files_readable_by_others_under_022(tmp_path):
             ("quantize", str(run / "m.onnx"), "--precision", "fp16"),
             ("quantize", str(run / "m.onnx"), "--precision", "int8", "--calib-data", str(images)),
             ("parity", str(run / "m.fp16.onnx"), "--samples", "4"),
-            ("bench", str(run / "m.onnx"), "--batch", "1", "--iters", "1", "--warmup", "0"),
+            ("bench", str(run / "m.onnx"), "--bench-batch", "1", "--iters", "1", "--warmup", "0"),
             ("report", str(run)),
             ("build", str(run / "m.int8.onnx"), "--emit-script", str(run / "gpu-build")),
         ]

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from resnest_deploy.exporters.metadata import META_PREFIX
-from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli
+from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli, run_cli_here
 
 SMALL = 64
 
@@ -128,7 +128,7 @@ CASES: dict[str, Case] = {
                                       ("does not fit resnet34", "it fits resnet18"), "{out}/m.onnx"),
     "export-output-under-file": Case("export --arch resnet18 --output {ws}/blocker/m.onnx", ("cannot write",),
                                      "{ws}/blocker/m.onnx"),
-    "export-batch-zero": Case("export --arch resnet18 --batch 0 --output {out}/m.onnx", ("--batch",), "{out}/m.onnx"),
+    "export-batch-zero": Case("export --arch resnet18 --batch-axis 0 --output {out}/m.onnx", ("--batch-axis",), "{out}/m.onnx"),
     "export-opset-12": Case("export --arch resnet18 --opset 12 --output {out}/m.onnx", ("--opset 12",),
                             "{out}/m.onnx"),
     "export-img-size-huge": Case("export --arch resnet18 --img-size 100000 --output {out}/m.onnx", ("--img-size",),
@@ -180,49 +180,49 @@ CASES: dict[str, Case] = {
     "quantize-output-under-file": Case("quantize {ws}/m.onnx --precision fp16 --output {ws}/blocker/q.onnx",
                                        ("cannot write",), "{ws}/blocker/q.onnx"),
     # parity
-    "parity-weights-folder": Case("parity {ws}/m.onnx --weights {ws} --report {out}/r.json", ("is a folder",),
+    "parity-weights-folder": Case("parity {ws}/m.onnx --weights {ws} --output {out}/r.json", ("is a folder",),
                                   "{out}/r.json"),
-    "parity-weights-missing": Case("parity {ws}/m.onnx --weights {ws}/nope.pth --report {out}/r.json",
+    "parity-weights-missing": Case("parity {ws}/m.onnx --weights {ws}/nope.pth --output {out}/r.json",
                                    ("no such checkpoint file",), "{out}/r.json"),
     "parity-class-index-missing": Case("parity {ws}/m.onnx --data {ws}/imgs --class-index {ws}/nope.json "
-                                       "--report {out}/r.json", ("no such class index file",), "{out}/r.json"),
+                                       "--output {out}/r.json", ("no such class index file",), "{out}/r.json"),
     "parity-class-index-broken-json": Case("parity {ws}/m.onnx --data {ws}/imgs --class-index {ws}/broken.json "
-                                           "--report {out}/r.json", ("not valid JSON",), "{out}/r.json"),
+                                           "--output {out}/r.json", ("not valid JSON",), "{out}/r.json"),
     "parity-class-index-outside": Case("parity {ws}/m.onnx --data {ws}/imgs --class-index {ws}/outside.json "
-                                       "--report {out}/r.json", ("index 1000 is outside",), "{out}/r.json"),
+                                       "--output {out}/r.json", ("index 1000 is outside",), "{out}/r.json"),
     "parity-class-index-lacks-folder": Case("parity {ws}/m.onnx --data {ws}/imgs --class-index "
-                                            "{ws}/partial-index.txt --report {out}/r.json",
+                                            "{ws}/partial-index.txt --output {out}/r.json",
                                             ("no index for folders", "n01443537"), "{out}/r.json"),
     "parity-class-index-bad-keys": Case("parity {ws}/m.onnx --data {ws}/imgs --class-index {ws}/keras-bad.json "
-                                        "--report {out}/r.json", ("'zero' is not a class index",), "{out}/r.json"),
+                                        "--output {out}/r.json", ("'zero' is not a class index",), "{out}/r.json"),
     "parity-class-index-without-data": Case("parity {ws}/m.onnx --class-index {ws}/outside.json "
-                                            "--report {out}/r.json", ("give --data too",), "{out}/r.json"),
-    "parity-data-is-a-file": Case("parity {ws}/m.onnx --data {ws}/lone.png --report {out}/r.json",
+                                            "--output {out}/r.json", ("give --data too",), "{out}/r.json"),
+    "parity-data-is-a-file": Case("parity {ws}/m.onnx --data {ws}/lone.png --output {out}/r.json",
                                   ("not a folder of images",), "{out}/r.json"),
-    "parity-bad-tolerance": Case("parity {ws}/m.onnx --tol cosine=0.9 --report {out}/r.json",
+    "parity-bad-tolerance": Case("parity {ws}/m.onnx --tol cosine=0.9 --output {out}/r.json",
                                  ("unknown tolerance cosine",), "{out}/r.json"),
-    "parity-negative-seed": Case("parity {ws}/m.onnx --seed -3 --report {out}/r.json", ("--seed",), "{out}/r.json"),
-    "parity-report-under-file": Case("parity {ws}/m.onnx --report {ws}/blocker/r.json", ("cannot write",),
+    "parity-negative-seed": Case("parity {ws}/m.onnx --seed -3 --output {out}/r.json", ("--seed",), "{out}/r.json"),
+    "parity-report-under-file": Case("parity {ws}/m.onnx --output {ws}/blocker/r.json", ("cannot write",),
                                      "{ws}/blocker/r.json"),
-    "parity-engine-damaged-manifest": Case("parity {ws}/m.engine --report {out}/r.json", ("damaged manifest",),
+    "parity-engine-damaged-manifest": Case("parity {ws}/m.engine --output {out}/r.json", ("damaged manifest",),
                                            "{out}/r.json"),
-    "parity-engine-no-manifest": Case("parity {ws}/bare.engine --report {out}/r.json", ("no manifest",),
+    "parity-engine-no-manifest": Case("parity {ws}/bare.engine --output {out}/r.json", ("no manifest",),
                                       "{out}/r.json"),
     # bench
-    "bench-unknown-backend": Case("bench {ws}/m.onnx --backends eager,tvm --report {out}/b.json",
+    "bench-unknown-backend": Case("bench {ws}/m.onnx --backends eager,tvm --output {out}/b.json",
                                   ("'tvm' is not one of",), "{out}/b.json"),
-    "bench-batch-zero": Case("bench {ws}/m.onnx --batch 1,0 --report {out}/b.json", ("--batch",), "{out}/b.json"),
-    "bench-threads-zero": Case("bench {ws}/m.onnx --threads 0 --report {out}/b.json", ("--threads",),
+    "bench-batch-zero": Case("bench {ws}/m.onnx --bench-batch 1,0 --output {out}/b.json", ("--bench-batch",), "{out}/b.json"),
+    "bench-threads-zero": Case("bench {ws}/m.onnx --threads 0 --output {out}/b.json", ("--threads",),
                                "{out}/b.json"),
-    "bench-fixed-batch-mismatch": Case("bench {ws}/fixed4.onnx --batch 1,8 --iters 1 --warmup 0 "
-                                       "--report {out}/b.json", ("fixed batch of 4", "add 4"), "{out}/b.json"),
-    "bench-engine-without-trt": Case("bench {ws}/m.engine --report {out}/b.json", ("add the trt backend",),
+    "bench-fixed-batch-mismatch": Case("bench {ws}/fixed4.onnx --bench-batch 1,8 --iters 1 --warmup 0 "
+                                       "--output {out}/b.json", ("fixed batch of 4", "add 4"), "{out}/b.json"),
+    "bench-engine-without-trt": Case("bench {ws}/m.engine --output {out}/b.json", ("add the trt backend",),
                                      "{out}/b.json"),
-    "bench-report-under-file": Case("bench {ws}/m.onnx --iters 1 --report {ws}/blocker/b.json", ("cannot write",),
+    "bench-report-under-file": Case("bench {ws}/m.onnx --iters 1 --output {ws}/blocker/b.json", ("cannot write",),
                                     "{ws}/blocker/b.json"),
     # build
     "build-no-gpu": Case("build {ws}/m.onnx --output {out}/m.engine", ("needs an NVIDIA GPU",), "{out}/m.engine"),
-    "build-bad-profile": Case("build {ws}/m.onnx --batch 8:1:32 --output {out}/m.engine", ("MIN:OPT:MAX",),
+    "build-bad-profile": Case("build {ws}/m.onnx --profile 8:1:32 --output {out}/m.engine", ("MIN:OPT:MAX",),
                               "{out}/m.engine"),
     "build-compat-typo": Case("build {ws}/m.onnx --hardware-compat turing --output {out}/m.engine",
                               ("--hardware-compat",), "{out}/m.engine"),
@@ -238,8 +238,8 @@ CASES: dict[str, Case] = {
                                     ("not a complete parity report",), "{out}/page.html"),
     "models-no-match": Case("models resnet9*", ("no architecture matches",)),
     "show-bad-weights": Case("show resnet18 --weights {ws}/notes.pth", ("not a PyTorch",)),
-    "download-no-release": Case("download resnest14d --dir {out}/w", ("no published checkpoint",), "{out}/w"),
-    "download-bad-hash": Case("download resnet18 --dir {out}/w --url file://{ws}/r18.pth", ("SHA-256",),
+    "download-no-release": Case("download resnest14d --output {out}/w", ("no published checkpoint",), "{out}/w"),
+    "download-bad-hash": Case("download resnet18 --output {out}/w --url file://{ws}/r18.pth", ("SHA-256",),
                               "{out}/w/r18.pth"),
 }
 
@@ -251,7 +251,7 @@ def test_hostile_input_gets_one_line_and_leaves_nothing(ws, tmp_path, name):
     out.mkdir()
     args = [a.format(ws=ws, out=out) for a in case.args.split()]
     before = sorted(p.name for p in ws.rglob("*"))
-    result = run_cli(*args, cwd=tmp_path)
+    result = run_cli_here(*args, cwd=tmp_path)
     assert_one_line_error(result, *case.fragments, code=case.code)
     if case.target:
         assert not Path(case.target.format(ws=ws, out=out)).exists(), "something was written at the target"
@@ -267,7 +267,7 @@ def test_there_are_at_least_40_cases_across_every_command():
 
 
 def test_markdown_named_reports_never_overwrite_their_json(ws, tmp_path):
-    result = run_cli("parity", str(ws / "m.onnx"), "--samples", "2", "--report", str(tmp_path / "r.md"))
+    result = run_cli("parity", str(ws / "m.onnx"), "--samples", "2", "--output", str(tmp_path / "r.md"))
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "r.json").read_text())["schema"] == "resnest-deploy/parity/2"
     assert (tmp_path / "r.md").read_text().startswith("# Parity")
@@ -278,7 +278,7 @@ def test_markdown_named_reports_never_overwrite_their_json(ws, tmp_path):
 
 
 def test_an_existing_folder_as_output_gets_the_default_name_inside(ws, tmp_path):
-    for args, name in ((("parity", str(ws / "m.onnx"), "--samples", "2", "--report"), "m.onnx.parity.json"),
+    for args, name in ((("parity", str(ws / "m.onnx"), "--samples", "2", "--output"), "m.onnx.parity.json"),
                        (("quantize", str(ws / "m.onnx"), "--precision", "fp16", "--output"), "m.fp16.onnx")):
         result = run_cli(*args, str(tmp_path))
         assert result.returncode == 0, result.stderr
@@ -296,7 +296,7 @@ def test_names_with_brackets_are_text_not_markup(ws, tmp_path):
 def test_help_shows_defaults_and_no_value_type_for_flags():
     result = run_cli("export", "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0
-    assert "[default: artifacts/<arch>/<arch>.onnx]" in result.stdout
+    assert "[default: artifacts/<arch>/<arch>.onnx]" in " ".join(result.stdout.split())
     assert "[default: 18]" in result.stdout and "<bool>" not in result.stdout
     listed = run_cli("quantize", "--help", env={"COLUMNS": "200"})
     assert "fp16|int8" in listed.stdout and "percentile|max|entropy" in listed.stdout

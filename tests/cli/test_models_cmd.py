@@ -48,7 +48,7 @@ def test_download_from_file_url(cli, tmp_path):
     torch.save({"w": torch.ones(3)}, source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     # The published hash prefix will not match this file: the download is refused and nothing is kept.
-    result = cli("download", "resnet18", "--dir", str(tmp_path / "w"), "--url", source.as_uri())
+    result = cli("download", "resnet18", "--output", str(tmp_path / "w"), "--url", source.as_uri())
     if digest.startswith("f37072fd"):  # astronomically unlikely; keep the test honest
         return
     assert_one_line_error(result, "does not start with f37072fd")

@@ -45,7 +45,7 @@ def _deploy(out: Path, *extra: str, cwd: Path | None = None):
     # One compute thread: BatchNorm re-estimation sums in another order with two, and the golden files hold the bytes
     # one thread gives.
     return run_cli("deploy", "--arch", ARCH, "--img-size", str(SIZE), "--calib-data", "synthetic", "--calib-size",
-                   "8", "--samples", "4", "--bench-batch", "1", "--iters", "1", "--out", str(out), *extra,
+                   "8", "--samples", "4", "--bench-batch", "1", "--iters", "1", "--warmup", "0", "--output", str(out), *extra,
                    cwd=cwd or out.parent, env={"OMP_NUM_THREADS": "1"})
 
 
@@ -68,7 +68,7 @@ def _statuses(result) -> dict[str, str]:
     return rows
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist may interleave modules on a worker
 def first_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("deploy")
     (root / "targets.toml").write_text(TARGETS)
@@ -119,7 +119,13 @@ def test_triton_configs_parse_and_match_the_onnx_and_the_targets(first_run):
     repo = out / "model_repository"
     graph = onnx.load(str(out / "onnx" / "resnest14d.onnx"), load_external_data=False)
     inp, outp = tensor_info(graph.graph.input[0]), tensor_info(graph.graph.output[0])
+    # The repository holds only models with their files; a plan model's config waits in each bundle that builds it
+    # (identical in every bundle) until build.sh has built the plan.
+    assert {p.parent.name for p in repo.glob("*/config.pbtxt")} == {"resnest14d_onnx"}
     configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt")}
+    for path in sorted(out.glob("targets/*/triton/*/config.pbtxt")):
+        config = _config(path)
+        assert configs.setdefault(path.parent.name, config) == config, path
     assert set(configs) == {"resnest14d_onnx", "resnest14d_trt_fp32", "resnest14d_trt_fp16", "resnest14d_trt_int8"}
     for name, config in configs.items():
         assert config.name == name
@@ -145,6 +151,8 @@ def test_triton_configs_parse_and_match_the_onnx_and_the_targets(first_run):
         for precision in precisions:
             plan = configs[f"resnest14d_trt_{precision}"].cc_model_filenames[{"l4": "8.9", "a100": "8.0"}[target]]
             assert f'"$REPO"/resnest14d_trt_{precision}/1/{plan}' in script
+            assert f'cp triton/resnest14d_trt_{precision}/* "$REPO"/resnest14d_trt_{precision}/' in script
+            assert (out / "targets" / target / "triton" / f"resnest14d_trt_{precision}" / "config.pbtxt").is_file()
 
 
 def test_a_rerun_with_nothing_changed_does_nothing(first_run, tmp_path):
@@ -189,8 +197,8 @@ def test_sigint_mid_run_keeps_finished_steps_and_leaves_no_partial_file(first_ru
     trace = tmp_path / "trace.txt"
     env = {**os.environ, "PYTHONPATH": f"{TRIPWIRE}:{ROOT}", "RESNEST_DEPLOY_TRACE": str(trace)}
     args = [sys.executable, "-m", "resnest_deploy", "deploy", "--arch", ARCH, "--img-size", str(SIZE),
-            "--calib-data", "synthetic", "--calib-size", "8", "--samples", "4", "--bench-batch", "1", "--iters", "1",
-            "--out", str(out), "--targets", str(tmp_path / "targets.toml")]
+            "--calib-data", "synthetic", "--calib-size", "8", "--samples", "4", "--bench-batch", "1", "--iters", "1", "--warmup", "0",
+            "--output", str(out), "--targets", str(tmp_path / "targets.toml")]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and "parity int8" not in (trace.read_text() if trace.exists() else ""):
@@ -221,12 +229,13 @@ def test_bad_input_is_one_line_and_leaves_no_state_that_breaks_the_next_run(firs
     corrupt.mkdir()
     (corrupt / "a.jpg").write_bytes(b"\xff\xd8 cut")
     (corrupt / "b.png").write_text("no")
-    result = run_cli("deploy", "--arch", ARCH, "--calib-data", str(corrupt), "--out", str(out), cwd=tmp_path)
+    result = run_cli("deploy", "--arch", ARCH, "--calib-data", str(corrupt), "--output", str(out), cwd=tmp_path)
     assert_one_line_error(result, "no readable images")
     assert not out.exists()  # nothing started, so nothing to clean up
     images = write_test_images(tmp_path / "images", classes=2, per_class=2, corrupt=True)
     ok = run_cli("deploy", "--arch", ARCH, "--img-size", str(SIZE), "--precisions", "fp32,fp16", "--data",
-                 str(images), "--samples", "2", "--bench-batch", "1", "--iters", "1", "--out", str(out), cwd=tmp_path)
+                 str(images), "--samples", "2", "--bench-batch", "1", "--iters", "1", "--warmup", "0", "--output", str(out),
+                 cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert {"parity fp32", "parity fp16", "bundle gpu-host"} <= set(_statuses(ok))
 
@@ -241,20 +250,22 @@ def test_dry_run_does_nothing(tmp_path):
 def test_bundle_checks_the_host_against_its_target_before_building(first_run, tmp_path):
     """build.sh on a host of the wrong compute capability or TensorRT major: one line, exit 2, nothing built.
 
-    The GPU host is faked: a stand-in ``nvidia-smi`` and a stand-in Python that answers the script's two questions
-    (compute capability, TensorRT version) and accepts its package check; no GPU or TensorRT is involved."""
+    The GPU host is faked: a stand-in ``nvidia-smi`` that reports the compute capability like a driver (or, playing
+    a driver too old for that query, reports nothing), and a stand-in Python that answers the TensorRT version and
+    accepts the package and doctor checks; no GPU or TensorRT is involved."""
     _, out, _ = first_run
     bundle = out / "targets" / "l4"
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: Fake (UUID: GPU-0)'\necho 550.54\n")
+    (fake / "nvidia-smi").write_text('#!/bin/sh\ncase "$*" in *compute_cap*) [ -n "$CC" ] && echo "$CC" || exit 6;; '
+                                     "*) echo 'GPU 0: Fake (UUID: GPU-0)'; echo 550.54;; esac\n")
     python = fake / "python"
-    python.write_text('#!/bin/sh\ncase "$2" in *capability*) echo "$CC";; *tensorrt.__version__*) echo "$TRT";; '
-                      "esac\nexit 0\n")
+    python.write_text('#!/bin/sh\ncase "$2" in *tensorrt.__version__*) echo "$TRT";; esac\nexit 0\n')
     for path in (fake / "nvidia-smi", python):
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     env = {"PATH": f"{fake}:/usr/bin:/bin", "PYTHON": str(python)}
-    for cc, trt, fragment in (("8.6", "10.16.1", "compute capability 8.9"), ("8.9", "11.4.0", "TensorRT 10.x")):
+    for cc, trt, fragment in (("8.6", "10.16.1", "compute capability 8.9"), ("8.9", "11.4.0", "TensorRT 10.x"),
+                              ("", "10.16.1", "driver does not report the compute capability")):
         run = subprocess.run(["bash", str(bundle / "build.sh")], capture_output=True, text=True,
                              env={**env, "CC": cc, "TRT": trt})
         lines = [line for line in run.stderr.splitlines() if line.strip()]
@@ -264,13 +275,112 @@ def test_bundle_checks_the_host_against_its_target_before_building(first_run, tm
 
 def test_the_cpu_model_can_be_the_int8_graph_made_for_onnx_runtime(tmp_path):
     out = tmp_path / "run"
-    assert_one_line_error(run_cli("deploy", "--arch", ARCH, "--precisions", "fp32", "--cpu-model", "int8", "--out",
+    assert_one_line_error(run_cli("deploy", "--arch", ARCH, "--precisions", "fp32", "--cpu-precision", "int8", "--output",
                                   str(out), cwd=tmp_path), "INT8 needs --calib-data")
-    result = _deploy(out, "--precisions", "fp32", "--cpu-model", "int8", cwd=tmp_path)
+    result = _deploy(out, "--precisions", "fp32", "--cpu-precision", "int8", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {"quantize int8-cpu", "parity int8-cpu"} <= set(_statuses(result))
     served = out / "model_repository" / "resnest14d_onnx" / "1" / "model.onnx"
-    assert served.read_bytes() == (out / "onnx" / "resnest14d.int8-cpu.onnx").read_bytes()
+    assert golden.served_copy_of(served, out / "onnx" / "resnest14d.int8-cpu.onnx")
     page = (out / "report.md").read_text()
     assert "CPU hosts: ONNX Runtime, INT8 made for its CPU kernels" in page and "int8-cpu" in page
     assert_matches_golden(out, "deploy-cpu-int8")
+
+
+def _poll_with_a_stock_server(repository: Path, log: Path):
+    """Start the real Triton (the one `serve` uses) with its default flags on ``repository``; the states it reports."""
+    from resnest_deploy.serving.server import TritonServer, free_port
+
+    server = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          log=log)
+    try:
+        server.start(timeout=120)
+        return server.states(), server.exited
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(__import__("resnest_deploy.serving.server", fromlist=["x"]).find_tritonserver() is None,
+                    reason="no tritonserver (make install puts nvidia-pytriton's in the venv)")
+def test_a_stock_triton_server_starts_on_the_repository_and_refuses_only_for_missing_backends(first_run, tmp_path):
+    _, out, _ = first_run
+    states, _ = _poll_with_a_stock_server(out / "model_repository", tmp_path / "triton.log")
+    assert {s.name for s in states} == {"resnest14d_onnx"}, states  # no plan model without its plan
+    assert all(s.ready or s.missing_backend for s in states), [s.to_dict() for s in states]
+    # The check can fail: a config this server refuses (a preferred batch over the maximum) is reported as such.
+    broken = tmp_path / "broken"
+    shutil.copytree(out / "model_repository", broken)
+    config = broken / "resnest14d_onnx" / "config.pbtxt"
+    config.write_text(config.read_text().replace("preferred_batch_size: [ 8 ]", "preferred_batch_size: [ 999 ]"))
+    states, exited = _poll_with_a_stock_server(broken, tmp_path / "broken.log")
+    assert exited and [s.name for s in states] == ["resnest14d_onnx"]
+    assert not states[0].ready and not states[0].missing_backend and "preferred" in states[0].reason
+
+
+def test_bundles_pin_tensorrt_and_never_mix_versions_in_one_repository(first_run, tmp_path):
+    """build.sh on hosts whose TensorRT is not the target's pinned version, or differs from the plans already in the
+    repository: one line, exit 2, nothing built (stand-in nvidia-smi and Python, as above)."""
+    _, out, _ = first_run
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text('#!/bin/sh\ncase "$*" in *compute_cap*) echo "$CC";; *) echo GPU 0;; esac\n')
+    python = fake / "python"
+    python.write_text('#!/bin/sh\ncase "$2" in *tensorrt.__version__*) echo "$TRT"; exit 0;; esac\n'
+                      'case "$1" in -) exec python3 "$@";; esac\nexit 0\n')
+    for path in (fake / "nvidia-smi", python):
+        path.chmod(0o755)
+    toml = tmp_path / "pinned.toml"
+    toml.write_text('[targets.l4]\ncompute_capability = "8.9"\ntriton_release = "25.03"\nprecisions = ["fp16"]\n')
+    pinned = tmp_path / "run"
+    result = _deploy(pinned, "--precisions", "fp32,fp16", "--targets", str(toml), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    from resnest_deploy.deploy.bundle import write_bundle
+    from resnest_deploy.deploy.targets import load_targets
+
+    target = load_targets(toml, precisions=("fp32", "fp16"), batch="1:8:32")[0]
+    assert target.tensorrt_version == "10.9.0.34" and target.tensorrt_major == 10
+    bundle = tmp_path / "bundle"
+    weights = out / "onnx" / "resnest14d.onnx"  # any file: the script is only run up to its checks here
+    write_bundle(bundle, target, ARCH, {"fp16": out / "onnx" / "resnest14d.fp16.onnx"}, weights, [], None)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "PYTHON": str(python), "CC": "8.9", "REPOSITORY": str(tmp_path / "repo")}
+    run = subprocess.run(["bash", str(bundle / "build.sh")], capture_output=True, text=True,
+                         env={**env, "TRT": "10.13.3.9"})
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and "TensorRT 10.9.0.34" in lines[0], run.stderr
+    assert "tensorrt-cu12==10.9.0.34" in lines[0]
+    # Unpinned: the plans already in the repository decide.
+    unpinned = load_targets(_write(tmp_path / "any.toml", '[targets.l4]\ncompute_capability = "8.9"\n'),
+                            precisions=("fp16",), batch="1:8:32")[0]
+    write_bundle(bundle, unpinned, ARCH, {"fp16": out / "onnx" / "resnest14d.fp16.onnx"}, weights, [], None)
+    plan = tmp_path / "repo" / "resnest14d_trt_fp16" / "1" / "model.sm80.plan.json"
+    plan.parent.mkdir(parents=True)
+    plan.write_text(json.dumps({"engine": {"tensorrt": "10.16.1.11"}}))
+    run = subprocess.run(["bash", str(bundle / "build.sh")], capture_output=True, text=True,
+                         env={**env, "TRT": "10.13.3.9"})
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and "built with TensorRT 10.16.1.11" in lines[0], run.stderr
+    assert not list((tmp_path / "repo").rglob("*.plan"))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_bundles_carry_the_exact_weights_parity_compares_with(first_run):
+    """A random-init run's bundle holds its weights (BatchNorm statistics included) as safetensors, and build.sh's
+    parity uses them: the GPU host compares with exactly the model this host exported."""
+    import torch
+
+    from resnest_deploy.models import create_model
+
+    _, out, _ = first_run
+    carried = sorted((out / "targets" / "l4" / "weights").iterdir())
+    assert [p.suffix for p in carried] == [".safetensors"]
+    script = (out / "targets" / "l4" / "build.sh").read_text()
+    assert f"--weights weights/{carried[0].name}" in script and "WEIGHTS" not in script
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        rebuilt = create_model(ARCH, weights=carried[0])(x)
+        exported_from = create_model(ARCH, seed=0)(x)
+    assert torch.equal(rebuilt, exported_from)

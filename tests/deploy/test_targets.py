@@ -48,9 +48,12 @@ def test_a_good_file(tmp_path):
     ('[targets.a]\ncompute_capability = "7.5"\nhardware_compat = "ampere+"', "hardware_compat", "8.0 or newer"),
     ('[targets.a]\ncompute_capability = "8.6"\ntensorrt_major = 12', "tensorrt_major", "use 10 or 11"),
     ('[targets.a]\ncompute_capability = "8.7"\ntensorrt_major = 11', "tensorrt_major", "Jetson"),
+    *[(f'[targets.a]\ncompute_capability = "{cc}"\ntensorrt_major = 11', "tensorrt_major", "no longer supports")
+      for cc in ("7.0", "7.2")],
     ('[targets.a]\ncompute_capability = "8.6"\nprecisions = ["fp64"]', "precisions", "non-empty list"),
     ('[targets.a]\ncompute_capability = "8.6"\nbatch = "8:1:4"', "batch", "MIN:OPT:MAX"),
-    ('[targets.a]\ncompute_capability = "8.6"\nworkspace_gib = -1', "workspace_gib", "positive"),
+    *[(f'[targets.a]\ncompute_capability = "8.6"\nworkspace_gib = {bad}', "workspace_gib", "finite number")
+      for bad in ("-1", "0", "nan", "inf", "-inf", "1e9", "true", '"4"')],
     ('[targets.a]\ntensorrt_major = 10', "compute_capability", "missing"),
     ('[targets."a b"]\ncompute_capability = "8.6"', "name", "names a folder"),
 ])

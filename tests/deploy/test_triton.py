@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2
 
 from resnest_deploy.deploy.targets import Target
-from resnest_deploy.deploy.triton import repository_entries, write_repository
+from tests import golden
+from resnest_deploy.deploy.triton import render_config, repository_entries, write_repository
 
 
 def _graph(path):
@@ -29,9 +30,16 @@ def test_dynamic_sizes_labels_and_a_target_without_a_pinned_gpu(tmp_path):
     entries = repository_entries("tiny", model, targets, labels=list("abcde"))
     write_repository(tmp_path / "repo", entries, model, labels=list("abcde"))
     assert [e.name for e in entries] == ["tiny_onnx", "tiny_trt_fp16", "tiny_trt_int8"]
-    configs = {e.name: text_format.Parse((tmp_path / "repo" / e.name / "config.pbtxt").read_text(),
-                                         model_config_pb2.ModelConfig()) for e in entries}
+    # No plan built yet: only the ONNX model is served (a stock server exits on a model folder without its file).
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["tiny_onnx"]
+    plan = tmp_path / "repo" / "tiny_trt_fp16" / "1" / "model.sm89.plan"
+    plan.parent.mkdir(parents=True)
+    plan.write_bytes(b"plan")
+    write_repository(tmp_path / "repo", entries, model, labels=list("abcde"))
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["tiny_onnx", "tiny_trt_fp16"]
+    configs = {e.name: text_format.Parse(render_config(e), model_config_pb2.ModelConfig()) for e in entries}
     fp16 = configs["tiny_trt_fp16"]
+    assert (tmp_path / "repo" / "tiny_trt_fp16" / "config.pbtxt").read_text() == render_config(entries[1])
     assert list(fp16.input[0].dims) == [3, -1, -1] and list(fp16.output[0].dims) == [5]
     assert fp16.output[0].label_filename == "labels.txt"
     assert (tmp_path / "repo" / "tiny_trt_fp16" / "labels.txt").read_text().split() == list("abcde")
@@ -39,4 +47,4 @@ def test_dynamic_sizes_labels_and_a_target_without_a_pinned_gpu(tmp_path):
     assert fp16.max_batch_size == 16 and list(fp16.dynamic_batching.preferred_batch_size) == [4]
     assert not fp16.model_warmup  # no warm-up input can be made for a dynamic height/width
     assert configs["tiny_onnx"].max_batch_size == 64
-    assert (tmp_path / "repo" / "tiny_onnx" / "1" / "model.onnx").read_bytes() == model.read_bytes()
+    assert golden.served_copy_of(tmp_path / "repo" / "tiny_onnx" / "1" / "model.onnx", model)

@@ -152,7 +152,7 @@ def test_cli_bad_input(tmp_path, cli):
     assert_one_line_error(cli(*args, "--opset", "11"), "--opset 11 refused", "Softmax")
     assert_one_line_error(cli("export", "--arch", "resnet18", "--img-size", "0"), "--img-size")
     assert_one_line_error(cli("export", "--arch", "resnet18", "--img-size", "-5"), "--img-size")
-    assert_one_line_error(cli("export", "--arch", "resnet18", "--batch", "0"), "--batch")
+    assert_one_line_error(cli("export", "--arch", "resnet18", "--batch-axis", "0"), "--batch-axis")
     assert_one_line_error(cli("export", "--arch", "resnest5"), "unknown architecture")
     weights = tmp_path / "r34.pth"
     torch.save(create_model("resnet34", bn_batches=1).state_dict(), weights)

@@ -151,7 +151,7 @@ def test_emit_script_is_valid_bash_with_relative_paths(cli, onnx_model, tmp_path
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"cache")
     out = tmp_path / "gpu-job"
-    result = cli("build", str(onnx_model), "--batch", "1:4:16", "--timing-cache", str(cache), "--emit-script",
+    result = cli("build", str(onnx_model), "--profile", "1:4:16", "--timing-cache", str(cache), "--emit-script",
                  str(out))
     assert result.returncode == 0, result.stderr
     script = out / "build.sh"
@@ -161,7 +161,7 @@ def test_emit_script_is_valid_bash_with_relative_paths(cli, onnx_model, tmp_path
     for name in (onnx_model.name, "timing.cache", "tool/resnest_deploy/__init__.py",
                  "tool/resnest_deploy/exporters/graph.py", "tool/resnest_deploy/calibration/int8.py"):
         assert (out / name).exists(), name
-    assert f"build {onnx_model.name} --batch 1:4:16" in text and "--timing-cache timing.cache" in text
+    assert f"build {onnx_model.name} --profile 1:4:16" in text and "--timing-cache timing.cache" in text
     # On this machine (no GPU) the script stops at its first check, with a clear message.
     run = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert run.returncode == 2 and "no NVIDIA GPU" in run.stderr
@@ -174,7 +174,7 @@ def test_emitted_script_quotes_awkward_file_names(cli, onnx_model, tmp_path):
     assert cli("build", str(model), "--emit-script", str(out)).returncode == 0
     text = (out / "build.sh").read_text()
     assert subprocess.run(["bash", "-n", str(out / "build.sh")]).returncode == 0
-    assert "parity 'my model [v2].engine'" in text and "--report 'my model [v2].engine.parity.json'" in text
+    assert "parity 'my model [v2].engine'" in text and "--output 'my model [v2].engine.parity.json'" in text
 
 
 def test_engine_host_rules():

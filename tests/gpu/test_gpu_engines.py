@@ -88,6 +88,26 @@ def test_parity_uses_the_preset_the_manifest_implies(engines, precision):
     assert parity.passed, [v for v in parity.verdicts if not v.passed]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_plan_loads_into_the_runtime_version_its_manifest_records(engines, precision):
+    """What Triton's TensorRT backend does with the plan: deserialize it in the version the manifest names (the
+    bundle pins that version to the target's Triton release)."""
+    import tensorrt as trt
+
+    record = engines[precision].record
+    assert record.tensorrt == trt.__version__
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    engine = runtime.deserialize_cuda_engine(engines[precision].path.read_bytes())
+    assert engine is not None and engine.num_io_tensors == 2
+
+
+def test_int8_engine_runs_its_float_parts_in_fp16(engines):
+    """The INT8 ONNX types everything outside its Q/DQ FP16 by default; FP32 is left only at the input/output
+    casts, so the engine's FP16 layers far outnumber its FP32 ones."""
+    layers = engines["int8"].record.extra["layers"]["by_output_precision"]
+    assert layers.get("FP16", 0) > 2 * layers.get("FP32", 0), layers
+
+
 def test_bench_times_gpu_eager_compile_and_tensorrt(engines):
     result = run_bench(BenchOptions(artifacts=(engines["fp16"].path,), backends=("eager", "compile", "trt"),
                                     batches=(1, 4), warmup=5, iters=10))

@@ -27,7 +27,7 @@ def images(tmp_path_factory):
 def test_correct_resnest50_export_passes_on_64_inputs(export_cache, cli, tmp_path):
     artifact = export_cache("resnest50").path
     report = tmp_path / "parity.json"
-    result = cli("parity", str(artifact), "--samples", "64", "--report", str(report))
+    result = cli("parity", str(artifact), "--samples", "64", "--output", str(report))
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(report.read_text())
     assert data["passed"] and data["metrics"]["samples"] == 64
@@ -66,7 +66,7 @@ def _perturbed_copy(path, tmp_path, name: str, factor: float = 1.5):
 def test_perturbed_layer3_weight_fails_and_is_localised(export_cache, cli, tmp_path):
     artifact = export_cache("resnest26d", SMALL).path
     bad = _perturbed_copy(artifact, tmp_path, "layer3.1.conv2.conv.weight")
-    result = cli("parity", str(bad), "--samples", "16", "--localize", "--report", str(tmp_path / "r.json"))
+    result = cli("parity", str(bad), "--samples", "16", "--localize", "--output", str(tmp_path / "r.json"))
     assert result.returncode == 1, result.stderr
     data = json.loads((tmp_path / "r.json").read_text())
     assert not data["passed"]
