@@ -17,10 +17,13 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
-	$(BIN)/python -m pip install --quiet -e '.[cpu,test]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,serve,test]'
 	# A real Triton server (2.51, python backend) for `serve` and the tests that start one: the binary only, as
 	# nvidia-pytriton's numpy<2 pin would otherwise downgrade this environment.
 	$(BIN)/python -m pip install --quiet --no-deps $(TRITON_PIN)
+	# numpy 1.26 and this environment's Pillow for Triton's python stub, in a folder of their own (the stub ignores
+	# PYTHONPATH and answered wrongly with numpy 2): resnest_deploy.serving.python_env holds the pins.
+	$(BIN)/python -m resnest_deploy.serving.python_env
 	touch $@
 
 install: $(BIN)/.installed

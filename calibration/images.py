@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import stat
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +26,13 @@ from resnest_deploy.errors import ConfigError
 from resnest_deploy.paths import real_path
 from resnest_deploy.models import InputConfig
 
+from .pixels import ImageReadError, decode, transform
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 # Dataset roots split into subsets rather than classes: never read as class names.
 SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "calib", "eval"})
 
 
-class ImageReadError(Exception):
-    """A file that cannot be used as an image; ``str()`` is the reason (one line)."""
-_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 @dataclass(frozen=True)
@@ -113,8 +111,8 @@ def read_list_file(path: str | os.PathLike[str]) -> ImageSet:
 
 
 def open_rgb(path: Path) -> Image.Image:
-    """Decode an image fully and convert it to 8-bit RGB (grayscale, palette, RGBA, CMYK, 16-bit; the first frame
-    of an animation).
+    """Decode an image file fully to 8-bit RGB (:func:`~resnest_deploy.calibration.pixels.decode`), refusing
+    what is not a regular, non-empty file before it is opened (a FIFO must never block).
 
     Raises:
         ImageReadError: The file cannot be used, with the reason (see the module docstring).
@@ -127,52 +125,19 @@ def open_rgb(path: Path) -> Image.Image:
         raise ImageReadError("not a regular file")
     if info.st_size == 0:
         raise ImageReadError("empty file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            warnings.simplefilter("ignore", UserWarning)  # palette transparency, odd EXIF: the pixels still decode
-            return _decode(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageReadError(f"decompression bomb refused ({_reason(exc)})") from None
-    except MemoryError:
-        raise ImageReadError("too large to decode in memory") from None
-    except Exception as exc:  # any decoder failure on a user's file: skipped and counted, never a crash
-        raise ImageReadError(_reason(exc)) from None
+    return decode(path)
 
 
-def _decode(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            array = np.asarray(img, dtype=np.float64)
-            peak = 65535.0 if img.mode.startswith("I;16") or array.max() > 255 else 255.0
-            img = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-        return img.convert("RGB")
+def settings_dict(cfg: InputConfig) -> dict[str, object]:
+    """An :class:`InputConfig` as the plain settings :mod:`~resnest_deploy.calibration.pixels` takes (and the
+    served preprocessing model's config records)."""
+    return {"size": cfg.size, "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation,
+            "resize_mode": cfg.resize_mode, "mean": list(cfg.mean), "std": list(cfg.std)}
 
 
 def preprocess(img: Image.Image, cfg: InputConfig) -> np.ndarray:
     """Apply an architecture's eval transform to an RGB image; returns float32 CHW, normalised."""
-    size = cfg.size
-    resample = _RESAMPLE[cfg.interpolation]
-    width, height = img.size
-    if cfg.resize_mode == "crop_then_resize":
-        side = cfg.crop_pct * min(width, height)
-        left = int(round((width - side) / 2.0))
-        top = int(round((height - side) / 2.0))
-        img = img.crop((left, top, left + int(round(side)), top + int(round(side)))).resize((size, size), resample)
-    else:
-        short = int(size / cfg.crop_pct)
-        if width <= height:
-            new_w, new_h = short, int(short * height / width)
-        else:
-            new_w, new_h = int(short * width / height), short
-        img = img.resize((new_w, new_h), resample)
-        left = int(round((new_w - size) / 2.0))
-        top = int(round((new_h - size) / 2.0))
-        img = img.crop((left, top, left + size, top + size))
-    array = np.asarray(img, dtype=np.float32) / 255.0
-    array = (array - np.asarray(cfg.mean, dtype=np.float32)) / np.asarray(cfg.std, dtype=np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    return transform(img, settings_dict(cfg))
 
 
 @dataclass
@@ -202,8 +167,3 @@ def iter_batches(images: ImageSet, cfg: InputConfig, batch_size: int) -> Iterato
         shape = (0, *cfg.shape)
         array = np.stack(arrays) if arrays else np.zeros(shape, dtype=np.float32)
         yield LoadedBatch(array, files, labels, skipped)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]

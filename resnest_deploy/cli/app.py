@@ -11,7 +11,8 @@ import typer
 from .. import __version__, interrupts
 from ..errors import ResnestDeployError
 from .options import record_invocation
-from . import bench_cmd, build_cmd, deploy_cmd, doctor_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd
+from . import (bench_cmd, build_cmd, deploy_cmd, doctor_cmd, export_cmd, models_cmd, parity_cmd, quantize_cmd,
+               serve_cmd)
 
 EXIT_FAILED_CHECK = 1
 EXIT_BAD_INPUT = 2
@@ -49,6 +50,7 @@ parity_cmd.register(app)
 bench_cmd.register(app)
 deploy_cmd.register(app)
 doctor_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

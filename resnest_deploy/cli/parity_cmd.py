@@ -51,6 +51,13 @@ def parity(
              "per line.")] = _D.class_index,
     provider: Annotated[Provider, typer.Option(metavar="auto|cuda|tensorrt|cpu", help="ONNX Runtime provider.")] = _D.provider,
     seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of synthetic inputs and sampling.")] = _D.seed,
+    triton: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="Compare the model a running Triton serves (gRPC endpoint) instead of running the "
+                                  "artifact here: the --data files' bytes are sent, so the served preprocessing is "
+                                  "checked too [default report: <artifact>.served.parity.json].")] = _D.triton,
+    triton_model: Annotated[str | None, typer.Option(
+        metavar="NAME", help="The served model taking encoded images [default: the ensemble named after the "
+                             "arch].")] = _D.triton_model,
 ) -> None:
     """Compare an artifact with the eager model: metrics, verdicts, class flips, accuracy; exit 1 on failure."""
     from ..parity.engine import run_parity
@@ -60,7 +67,10 @@ def parity(
     options = ParityOptions(
         artifact=artifact, arch=arch, weights=weights, data=data, samples=samples, batch=batch, seed=seed,
         tolerances=_parse_tolerances(tol), localize=localize, class_index=class_index, provider=provider,
+        triton=triton, triton_model=triton_model,
     )
+    if triton and output is None:  # never over the artifact's own report
+        output = str(artifact.with_name(f"{artifact.name}.served.parity.json"))
     paths = report_paths(output, artifact)
     with progress_bar("parity") as update:
         result = run_parity(options, progress=update)

@@ -15,7 +15,9 @@ from .triton import ModelEntry, plan_model_name
 LIVE_SERVER_NOTE = ("Every config.pbtxt parses as Triton's ModelConfig and matches the ONNX graph and the targets; a "
                     "stock Triton server (2.51) started on repositories like this one loads every model whose "
                     "backend it has (docs/deploy.md says what was checked with a live server). The repository holds "
-                    "only models with their files, so a server with default flags starts on it.")
+                    "only models with their files, so a server with default flags starts on it. "
+                    "`resnest-deploy serve <run folder>` starts one and says which models are ready; "
+                    "`resnest-deploy classify IMAGE...` sends it images.")
 
 
 @dataclass(frozen=True)
@@ -123,5 +125,20 @@ def repository_section(view: RunView) -> Section:
         if entry.gpu and not (view.repository / entry.name / "config.pbtxt").exists():
             serves += " (added by its bundle's build.sh with its first plan)"
         rows.append([entry.name, serves, entry.platform, str(entry.max_batch_size), str(entry.preferred_batch), shown])
+    rows += _image_rows(view)
     return Section("Triton model repository", ["model", "serves", "platform", "max batch", "preferred batch", "files"],
                    rows, notes=[f"{view.repository}", LIVE_SERVER_NOTE])
+
+
+def _image_rows(view: RunView) -> list[list[str]]:
+    """The image entry point: the ensemble and its preprocessing model, when the repository has them."""
+    from .triton_image import MODEL_FILES, ensemble_name, preprocess_model_name
+
+    if not view.entries or not (view.repository / preprocess_model_name(view.arch) / "config.pbtxt").exists():
+        return []
+    cpu = view.entries[0]
+    return [[ensemble_name(view.arch), f"encoded images -> {preprocess_model_name(view.arch)} -> {cpu.name} -> "
+             "logits (top-k labels with Triton's classification extension)", "ensemble", str(cpu.max_batch_size),
+             "", "(none: routes requests)"],
+            [preprocess_model_name(view.arch), "decode + the input settings parity checked (Pillow, numpy)",
+             "python", str(cpu.max_batch_size), "", ", ".join(MODEL_FILES)]]

@@ -115,7 +115,9 @@ def plan_model_name(arch: str, precision: str) -> str:
 def repository_files(arch: str, targets: list[Target]) -> dict[str, set[str]]:
     """model folder -> the files its version folder holds when every target has built its plans (the repository's
     layout, without reading any graph)."""
-    files = {onnx_model_name(arch): {"model.onnx"}}
+    from .triton_image import repository_files as image_files
+
+    files = {onnx_model_name(arch): {"model.onnx"}, **image_files(arch)}
     for precision in Precision:
         users = [t for t in targets if precision in t.precisions]
         if users:

@@ -18,6 +18,7 @@ from .sections import RunView
 from .steps import Step
 from .targets import Target
 from .triton import onnx_model_name, plan_model_name, plan_path
+from .triton_image import MODEL_FILES, ensemble_name, preprocess_model_name, sources_key
 
 
 @dataclass(frozen=True)
@@ -192,13 +193,18 @@ class Workflow:
                    root / onnx_model_name(self.o.arch) / "1" / "model.onnx"]
         configs += [root / plan_model_name(self.o.arch, p) / "config.pbtxt" for p in Precision
                     if any(p in t.precisions and self.is_local(t) for t in self.targets)]  # plans built here
+        image = root / preprocess_model_name(self.o.arch)
+        configs += [image / "config.pbtxt", *(image / "1" / name for name in MODEL_FILES),
+                    root / ensemble_name(self.o.arch) / "config.pbtxt"]
         self._add(Step(
-            "triton repository", [fp32, cpu], {"targets": [t.to_dict() for t in self.targets], "data": self.data_key},
+            "triton repository", [fp32, cpu], {"targets": [t.to_dict() for t in self.targets], "data": self.data_key,
+                                               "preprocess": sources_key()},
             configs, lambda: actions.repository(root, self.o, fp32, cpu, self.targets),
             tuple(dict.fromkeys((self.makers[ArtifactKind.fp32], self.makers[self.cpu_kind])))))
 
     def _report(self) -> None:
-        inputs = [p for s in self.steps for p in s.outputs if p.suffix == ".json" and "reports" in p.parts]
+        inputs = [p for s in self.steps for p in s.outputs if p.suffix == ".json" and "reports" in p.parts
+                  or p.suffix == ".pbtxt"]  # the page's repository section reads the configs
         out = self.o.run_dir / "report.html"
         self._add(Step(
             "report", inputs, {"targets": [t.to_dict() for t in self.targets],

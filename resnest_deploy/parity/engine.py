@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +125,8 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
         check_fits(proto, num_classes=num_classes, size=cfg.size, what=arch)
     judgement = judgement_of(meta, engine)
     tolerances = judgement.tolerances.with_overrides(options.tolerances)
+    if options.triton and not options.triton_model:
+        options = replace(options, triton_model=arch)  # the ensemble <arch>
     with interrupts.stage("parity"):
         out = _run_both(options, model, cfg, images, progress)
     metrics = compare_logits(out.eager, out.artifact)
@@ -234,8 +236,7 @@ def _run_both(options: ParityOptions, model: torch.nn.Module, cfg: InputConfig, 
     skipped: list[tuple[str, str]] = []
     eager_logits, art_logits, names, labels = [], [], [], []
     first_batch: np.ndarray | None = None
-    with TorchRunner(model, size=cfg.size) as eager, \
-            open_artifact_runner(options.artifact, provider=options.provider) as artifact:
+    with TorchRunner(model, size=cfg.size) as eager, _artifact_runner(options) as artifact:
         spec = artifact.input_specs[0]
         fixed = spec.shape[0] if isinstance(spec.shape[0], int) else None
         for x, batch_names, batch_labels in _batches(options, cfg, images, skipped):
@@ -243,17 +244,32 @@ def _run_both(options: ParityOptions, model: torch.nn.Module, cfg: InputConfig, 
             if first_batch is None:
                 first_batch = x[:4] if fixed is None else fit_batch(x, fixed)
             eager_logits.append(eager.infer({"input": x})["logits"])
-            art_logits.append(run_batched(
-                lambda a: next(iter(artifact.infer({spec.name: a}).values())).astype(np.float32), x, fixed=fixed))
+            if options.triton:  # the served model gets the files' bytes and preprocesses them itself
+                files = np.array([[Path(n).read_bytes()] for n in batch_names], dtype=object)
+                art_logits.append(artifact.infer({"image": files})["logits"])
+            else:
+                art_logits.append(run_batched(
+                    lambda a: next(iter(artifact.infer({spec.name: a}).values())).astype(np.float32), x, fixed=fixed))
             names += batch_names
             labels += batch_labels
             if progress:
                 progress("parity", len(names) + len(skipped), total)
         runner = artifact.name
     if not names:
-        raise ConfigError(f"no readable images in {options.data} ({len(skipped)} skipped, e.g. {skipped[0][1]})")
+        example = f", e.g. {skipped[0][1]}" if skipped else ""
+        raise ConfigError(f"no readable images in {options.data} ({len(skipped)} skipped{example})")
     return _Outputs(np.concatenate(eager_logits), np.concatenate(art_logits), names, labels, skipped, runner,
                     first_batch)
+
+
+def _artifact_runner(options: ParityOptions):
+    """The artifact's runner, or the model served by Triton at ``--triton`` (default: the ensemble named after
+    the artifact's arch)."""
+    if options.triton:
+        from ..runners.triton_runner import TritonRunner
+
+        return TritonRunner(options.triton, options.triton_model or options.arch or "")
+    return open_artifact_runner(options.artifact, provider=options.provider)
 
 
 def _localize(result: ParityResult, proto, model: torch.nn.Module, cfg: InputConfig,

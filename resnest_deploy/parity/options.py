@@ -33,6 +33,8 @@ class ParityOptions:
     localize: bool = False
     class_index: Path | None = None
     provider: Provider | str = Provider.auto
+    triton: str | None = None  # HOST:PORT of a Triton gRPC endpoint serving the artifact (the files' bytes sent)
+    triton_model: str | None = None  # the served model [default: the ensemble named after the arch]
     model: Any = field(default=None, compare=False, repr=False)  # a torch.nn.Module
 
 
@@ -52,6 +54,14 @@ def validate_options(options: ParityOptions) -> None:
         existing_file(options.weights, CheckpointError, "checkpoint file")
     if options.data is not None and not Path(options.data).is_dir():
         raise ConfigError(f"--data {options.data}: not a folder of images")
+    if options.triton is not None:
+        if options.data is None:
+            raise ConfigError("--triton sends image files: give them with --data")
+        if options.localize:
+            raise ConfigError("--localize runs the artifact's graph here; it cannot be combined with --triton")
+        if ":" not in options.triton or not options.triton.rsplit(":", 1)[1].isdigit():
+            raise ConfigError(f"--triton {options.triton!r}: expected HOST:PORT of Triton's gRPC endpoint, "
+                              "e.g. 127.0.0.1:8001")
     if options.class_index is not None:
         if options.data is None:
             raise ConfigError("--class-index maps the class folders of --data; give --data too")

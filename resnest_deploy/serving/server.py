@@ -125,6 +125,7 @@ class TritonServer:
         exit_on_error: Triton's default: stop when any model fails to load. ``serve`` turns it off so the models
             this host can run keep serving while the others are reported.
         log: File the server's output goes to.
+        environment: Variables set for the server and its python stubs (``RESNEST_DEPLOY_TRITON_PACKAGES``).
     """
 
     repository: Path
@@ -135,6 +136,7 @@ class TritonServer:
     models: tuple[str, ...] = ()
     exit_on_error: bool = True
     log: Path | None = None
+    environment: dict[str, str] = field(default_factory=dict)  # added to this process's for the server and stubs
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -168,7 +170,7 @@ class TritonServer:
         self.log = self.log or self.repository.parent / "triton.log"
         handle = open(self.log, "w", encoding="utf-8")  # noqa: SIM115 (the child writes to it until stop)
         self.process = subprocess.Popen(self.command(binary), stdout=handle, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, env={**os.environ, **self.environment})
         handle.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -196,8 +198,9 @@ class TritonServer:
             request = urllib.request.Request(f"http://{self.url}/v2/repository/index", data=b"{}", method="POST")
             with urllib.request.urlopen(request, timeout=10) as response:
                 index = json.loads(response.read())
-            return [ModelState(m["name"], str(m.get("version", "")), m.get("state", "UNKNOWN"), m.get("reason", ""))
-                    for m in index]
+            logged = _ensemble_reasons(self.log.read_text(encoding="utf-8", errors="replace") if self.log else "")
+            return [ModelState(m["name"], str(m.get("version", "")), m.get("state", "UNKNOWN"),
+                               m.get("reason", "") or logged.get(m["name"], "")) for m in index]
         return parse_status_table(self.log.read_text(encoding="utf-8", errors="replace") if self.log else "")
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -225,6 +228,7 @@ class TritonServer:
 
 
 _ROW = re.compile(r"^\|\s*(?P<name>[^|]+?)\s*\|\s*(?P<version>\d+)\s*\|\s*(?P<status>[^|]*?)\s*\|\s*$")
+_ENSEMBLE = re.compile(r"ensemble '(?P<name>[^']+)' depends on '(?P<dep>[^']+)'.*?(?P<why>Model '.*?)\"?$")
 _POLL = re.compile(r"Poll failed for model directory '(?P<name>[^']+)': (?P<reason>.*?)\"?$")
 
 
@@ -240,4 +244,15 @@ def parse_status_table(log: str) -> list[ModelState]:
             states.append(ModelState(match["name"], match["version"], state.strip(), reason.strip()))
         elif poll := _POLL.search(line.strip()):
             states.append(ModelState(poll["name"], "", "UNAVAILABLE", f"config refused: {poll['reason']}"))
+    # Ensembles whose composing model failed never reach the table.
+    listed = {s.name for s in states}
+    states += [ModelState(name, "", "UNAVAILABLE", reason) for name, reason in _ensemble_reasons(log).items()
+               if name not in listed]
     return states
+
+
+def _ensemble_reasons(log: str) -> dict[str, str]:
+    """Why ensembles were not loaded (the repository index gives them no reason): the composing model that failed,
+    with its own reason."""
+    return {m["name"]: f"composing model {m['dep']} not loaded: {m['why']}" for line in log.splitlines()
+            if (m := _ENSEMBLE.search(line.strip()))}

@@ -46,6 +46,8 @@ BASE = {
     "bench": ["{ws}/model.onnx", "--iters", "1", "--warmup", "0", "--bench-batch", "1", "--output", "{ws}/out/b.json"],
     "report": ["{ws}/run"],
     "doctor": ["--json"],
+    "serve": ["{ws}/run", "--check", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+    "classify": ["{ws}/images/a/rgb.png", "--url", "127.0.0.1:9", "--timeout", "1"],
     "deploy": ["--arch", "resnet18", "--img-size", "32", "--precisions", "fp32", "--samples", "2", "--iters", "1",
                "--bench-batch", "1", "--output", "{ws}/out/run", "--dry-run"],
 }
@@ -96,7 +98,7 @@ def _parameters() -> dict[str, list[tuple[str, str, bool]]]:
             is_argument = not getattr(p, "opts", [""])[0].startswith("-")
             path_like = p.name in ("weights", "output", "data", "calib_data", "targets", "out", "report",
                                    "class_index", "cache_dir", "timing_cache", "emit_script", "directory", "model",
-                                   "artifact", "artifacts", "run_dir")
+                                   "artifact", "artifacts", "run_dir", "images")
             params.append((p.opts[0], "path" if path_like and kind in ("str", "path") else kind, is_argument))
         found[name] = params
     return found

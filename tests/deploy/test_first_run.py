@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.xdist_group("deploy")
+pytestmark = pytest.mark.xdist_group("deploy-first")  # its own session fixture: a group of its own
 
 
 @pytest.fixture(scope="session")  # session: xdist may interleave modules on a worker

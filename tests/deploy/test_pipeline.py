@@ -121,8 +121,15 @@ def test_triton_configs_parse_and_match_the_onnx_and_the_targets(first_run):
     inp, outp = tensor_info(graph.graph.input[0]), tensor_info(graph.graph.output[0])
     # The repository holds only models with their files; a plan model's config waits in each bundle that builds it
     # (identical in every bundle) until build.sh has built the plan.
-    assert {p.parent.name for p in repo.glob("*/config.pbtxt")} == {"resnest14d_onnx"}
-    configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt")}
+    image_models = {"resnest14d", "resnest14d_preprocess"}  # the image entry point (tests/serving runs it)
+    assert {p.parent.name for p in repo.glob("*/config.pbtxt")} == {"resnest14d_onnx", *image_models}
+    image = {name: _config(repo / name / "config.pbtxt") for name in image_models}
+    assert image["resnest14d"].platform == "ensemble" and image["resnest14d_preprocess"].backend == "python"
+    assert [s.model_name for s in image["resnest14d"].ensemble_scheduling.step] == [
+        "resnest14d_preprocess", "resnest14d_onnx"]
+    assert list(image["resnest14d_preprocess"].output[0].dims) == [3, SIZE, SIZE]
+    assert image["resnest14d_preprocess"].max_batch_size == image["resnest14d"].max_batch_size == 64
+    configs = {p.parent.name: _config(p) for p in repo.glob("*/config.pbtxt") if p.parent.name not in image_models}
     for path in sorted(out.glob("targets/*/triton/*/config.pbtxt")):
         config = _config(path)
         assert configs.setdefault(path.parent.name, config) == config, path
@@ -288,11 +295,14 @@ def test_the_cpu_model_can_be_the_int8_graph_made_for_onnx_runtime(tmp_path):
 
 
 def _poll_with_a_stock_server(repository: Path, log: Path):
-    """Start the real Triton (the one `serve` uses) with its default flags on ``repository``; the states it reports."""
+    """Start the real Triton (the one `serve` uses) with its default flags on ``repository``; the states it reports.
+    Its python stub gets numpy and Pillow as a stock Triton container has them (this host's system Python has
+    neither)."""
+    from resnest_deploy.serving import python_env
     from resnest_deploy.serving.server import TritonServer, free_port
 
     server = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          log=log)
+                          log=log, environment={python_env.ENV_VAR: str(python_env.install())})
     try:
         server.start(timeout=120)
         return server.states(), server.exited
@@ -305,16 +315,28 @@ def _poll_with_a_stock_server(repository: Path, log: Path):
 def test_a_stock_triton_server_starts_on_the_repository_and_refuses_only_for_missing_backends(first_run, tmp_path):
     _, out, _ = first_run
     states, _ = _poll_with_a_stock_server(out / "model_repository", tmp_path / "triton.log")
-    assert {s.name for s in states} == {"resnest14d_onnx"}, states  # no plan model without its plan
+    # No plan model without its plan; the image entry point is there.
+    assert {s.name for s in states} == {"resnest14d_onnx", "resnest14d_preprocess", "resnest14d"}, states
     assert all(s.ready or s.missing_backend for s in states), [s.to_dict() for s in states]
+    assert [s.name for s in states if s.ready] == ["resnest14d_preprocess"]
+    # The preprocessing serves the exported model's input settings (this run's --img-size), not the arch's.
+    from resnest_deploy.calibration.images import settings_dict
+    from resnest_deploy.calibration.pixels import settings_to_strings
+    from resnest_deploy.exporters.graph import load_onnx
+    from resnest_deploy.exporters.metadata import read_metadata
+
+    exported = read_metadata(load_onnx(out / "onnx" / "resnest14d.onnx", load_external_data=False)).input
+    config = (out / "model_repository" / "resnest14d_preprocess" / "config.pbtxt").read_text()
+    assert exported.size != 224 and all(f'key: "{k}" value: {{ string_value: "{v}" }}' in config
+                                        for k, v in settings_to_strings(settings_dict(exported)).items())
     # The check can fail: a config this server refuses (a preferred batch over the maximum) is reported as such.
     broken = tmp_path / "broken"
     shutil.copytree(out / "model_repository", broken)
     config = broken / "resnest14d_onnx" / "config.pbtxt"
     config.write_text(config.read_text().replace("preferred_batch_size: [ 8 ]", "preferred_batch_size: [ 999 ]"))
     states, exited = _poll_with_a_stock_server(broken, tmp_path / "broken.log")
-    assert exited and [s.name for s in states] == ["resnest14d_onnx"]
-    assert not states[0].ready and not states[0].missing_backend and "preferred" in states[0].reason
+    refused = next(s for s in states if s.name == "resnest14d_onnx")
+    assert exited and not refused.ready and not refused.missing_backend and "preferred" in refused.reason
 
 
 def test_bundles_pin_tensorrt_and_never_mix_versions_in_one_repository(first_run, tmp_path):

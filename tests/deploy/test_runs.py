@@ -15,7 +15,7 @@ from resnest_deploy.deploy.lock import LOCK_FILE
 from tests import golden, hostile
 from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli
 
-pytestmark = pytest.mark.xdist_group("deploy")
+# Each test makes its own run folders: no group, so xdist spreads them over both workers.
 FAST = ["--img-size", "32", "--samples", "2", "--iters", "1", "--warmup", "0", "--bench-batch", "1"]
 TARGETS = """
 [targets.l4]
@@ -79,7 +79,8 @@ def test_a_reused_folder_serves_reports_and_bundles_only_what_this_run_made(tmp_
         "resnet18.fp16.onnx", "resnet18.fp16.onnx.json", "resnet18.onnx", "resnet18.onnx.json"]
     assert not [p for p in (out / "reports").iterdir() if "int8" in p.name]
     assert sorted(p.name for p in (out / "targets").iterdir()) == ["l4"]
-    assert sorted(p.name for p in (out / "model_repository").iterdir()) == ["resnet18_onnx", "resnet18_trt_fp16"]
+    assert sorted(p.name for p in (out / "model_repository").iterdir()) == [
+        "resnet18", "resnet18_onnx", "resnet18_preprocess", "resnet18_trt_fp16"]
     served = out / "model_repository" / "resnet18_onnx" / "1" / "model.onnx"
     assert golden.served_copy_of(served, out / "onnx" / "resnet18.onnx")  # the CPU model is FP32 again
     page = (out / "report.md").read_text()
