@@ -68,6 +68,9 @@ def _torch_export(model: torch.nn.Module, size: int, batch: int | None, opset: i
     if batch is None:
         dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
     chatter = io.StringIO()
+    # Test hook (RESNEST_DEPLOY_PAUSE_AT): a point inside torch's exporter, reached while it traces the model.
+    hook = model.register_forward_pre_hook(lambda *_: interrupts.pause_point("inside torch.onnx.export")) \
+        if os.environ.get("RESNEST_DEPLOY_PAUSE_AT") == "inside torch.onnx.export" else None
     try:
         with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -81,6 +84,9 @@ def _torch_export(model: torch.nn.Module, size: int, batch: int | None, opset: i
         text = _ANSI.sub("", str(exc))
         lines = [line for line in text.splitlines() if line.strip()]
         raise ExportFailedError(f"torch.onnx.export failed: {lines[0][:300] if lines else type(exc).__name__}") from exc
+    finally:
+        if hook is not None:
+            hook.remove()
     interrupts.check()
     return program.model_proto
 

@@ -64,6 +64,18 @@ def _trace(name: str) -> None:
             fh.write(f"{time.time():.3f} {name}\n")
 
 
+def pause_point(name: str) -> None:
+    """Test hook: when ``$RESNEST_DEPLOY_PAUSE_AT`` is ``name``, trace ``paused at NAME`` and wait there for a
+    signal, so a test interrupts exactly this point instead of guessing with sleeps. A no-op otherwise."""
+    if os.environ.get("RESNEST_DEPLOY_PAUSE_AT") != name:
+        return
+    import time
+
+    _trace(f"paused at {name}")
+    while True:  # the signal handler raises out of the sleep
+        time.sleep(3600)
+
+
 def _handler(signum: int, _frame: object) -> None:
     global _received
     _received = signum
@@ -108,6 +120,7 @@ def stage(name: str) -> Iterator[None]:
     _trace(name)
     depth = len(_stage)
     try:
+        pause_point(name)
         yield
     except (Interrupted, KeyboardInterrupt):
         _at_interrupt.setdefault("stage", _stage[-1])  # unwinding outwards: keep the innermost step
@@ -123,6 +136,7 @@ def set_stage(name: str) -> None:
     else:
         _stage.append(name)
     _trace(name)
+    pause_point(name)
 
 
 def describe() -> str:

@@ -33,8 +33,29 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> CliResult:
-    """Run ``resnest-deploy ARGS`` in a fresh interpreter.
+_NO_GPU_BIN: list[Path] = []
+
+
+def no_gpu_env() -> dict[str, str]:
+    """The environment of a host without a usable GPU, whatever this host has, so the suite passes on GPU hosts
+    too: torch sees no CUDA device (``CUDA_VISIBLE_DEVICES`` empty) and a failing ``nvidia-smi`` stand-in comes
+    first on PATH (as on a host whose driver is missing)."""
+    if not _NO_GPU_BIN:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="no-gpu-bin-"))
+        smi = folder / "nvidia-smi"
+        smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA "
+                       "driver' >&2\nexit 9\n")
+        smi.chmod(0o755)
+        _NO_GPU_BIN.append(folder)
+    return {"CUDA_VISIBLE_DEVICES": "", "PATH": f"{_NO_GPU_BIN[0]}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None,
+            no_gpu: bool = True) -> CliResult:
+    """Run ``resnest-deploy ARGS`` in a fresh interpreter, on a host without a GPU (:func:`no_gpu_env`) unless
+    ``no_gpu`` is False; ``env`` comes last (a test's own stand-in ``nvidia-smi`` on PATH wins).
 
     ``tests/tripwire`` is put first on PYTHONPATH: it holds a stand-in ``tensorrt`` package whose import ends
     the process with exit code 97, so any command that imports tensorrt (which must never happen without a
@@ -43,6 +64,8 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join([str(TRIPWIRE), str(ROOT), full_env.get("PYTHONPATH", "")])
     full_env.setdefault("COLUMNS", "200")
+    if no_gpu:
+        full_env.update(no_gpu_env())
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "resnest_deploy", *args], cwd=cwd or ROOT, env=full_env, capture_output=True,
@@ -64,13 +87,20 @@ def run_cli_here(*args: str, cwd: Path | None = None, env: dict | None = None) -
 
     from resnest_deploy.cli import app as cli_app
 
+    from unittest import mock
+
+    from resnest_deploy.exporters import tensorrt_env
+
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
     os.environ.update({"COLUMNS": "200", **(env or {})})
     code = 0
     try:
         os.chdir(cwd or ROOT)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        # A host without a GPU, whatever this one has (torch here may already have seen one: patch, not env).
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                mock.patch.object(tensorrt_env, "gpu_info", lambda index=0: None), \
+                mock.patch.object(tensorrt_env, "nvidia_smi_gpus", lambda: None):
             try:
                 cli_app.main(list(args))
             except SystemExit as exc:
@@ -84,6 +114,21 @@ def run_cli_here(*args: str, cwd: Path | None = None, env: dict | None = None) -
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     assert "tensorrt" not in sys.modules, f"{args} imported tensorrt"
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def wait_for_trace(proc: subprocess.Popen, trace: Path, line: str, timeout: float = 300) -> None:
+    """Block until ``proc`` (run with ``RESNEST_DEPLOY_TRACE=trace``) has traced ``line``; with
+    ``RESNEST_DEPLOY_PAUSE_AT`` it then waits there for the test's signal, so no timing is guessed. Polls the
+    trace file (the process holds still once it is there)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while line not in (trace.read_text() if trace.exists() else ""):
+        if proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} before {line!r}: {proc.stderr.read() if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{line!r} not traced within {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 def assert_one_line_error(result: CliResult, *fragments: str, code: int = 2) -> None:

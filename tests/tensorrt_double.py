@@ -147,6 +147,12 @@ class TensorRTDouble(types.ModuleType):
         object.__setattr__(self, "contexts", [])
         object.__setattr__(self, "memory", {})  # address -> host array (see FakeDevice)
         object.__setattr__(self, "_enums", {})
+        object.__setattr__(self, "gpu_cc", "8.6")  # the GPU the double runs on (install_double sets the faked one)
+        object.__setattr__(self, "parsed", set())  # ids of networks a parser filled
+        object.__setattr__(self, "inspected", [])  # input shapes the inspector saw on its context
+        object.__setattr__(self, "launched", set())  # ids of contexts launched outside a capture
+        object.__setattr__(self, "capturing", False)
+        object.__setattr__(self, "streams", set())  # stream handles the (fake) device created
 
     def __getattr__(self, item: str):
         if item == "__version__":
@@ -170,6 +176,9 @@ class TensorRTDouble(types.ModuleType):
 
         return _ClassProxy(item, self, unmodelled)
 
+    def cache_tag(self) -> bytes:
+        return f"TRTDOUBLE-CACHE[{self.version}/sm{self.gpu_cc}]".encode()
+
     # -- factories ---------------------------------------------------------------------------------------
     def _logger(self, severity=None):
         logger = StrictObject("Logger", self)
@@ -192,9 +201,21 @@ class TensorRTDouble(types.ModuleType):
             cache_box: dict = {}
 
             def create_timing_cache(data):
-                return StrictObject("ITimingCache", self, serialize=lambda: bytes(data) + b"|timings")
+                # The double's cache format: a tag naming the TensorRT version and GPU it was made on, then the
+                # timings of every build that used it (the real format is opaque; only its contract is modelled).
+                data = bytes(data)
+                tag = self.cache_tag()
+                kept = data[len(tag):] if data.startswith(tag) else data
+                cache = StrictObject("ITimingCache", self, serialize=lambda: tag + box["timings"])
+                box = {"timings": kept, "foreign": bool(data) and not data.startswith(tag)}
+                object.__setattr__(cache, "box", box)
+                return cache
 
             def set_timing_cache(cache, ignore_mismatch):
+                # IBuilderConfig.set_timing_cache: False for a cache from another device or version unless
+                # ignore_mismatch is True (then it is taken, and its timings may not fit).
+                if cache.box["foreign"] and not ignore_mismatch:
+                    return False
                 cache_box["cache"] = cache
                 return True
 
@@ -214,13 +235,20 @@ class TensorRTDouble(types.ModuleType):
                 add_optimization_profile=add_optimization_profile,
                 set_memory_pool_limit=lambda pool, size: state.__setitem__("workspace", (pool.name, size)),
             )
+            object.__setattr__(config, "cache_box", cache_box)
             return config
 
         def create_optimization_profile():
             return _Profile(self, {})
 
         def build_serialized_network(network, config):
+            if id(network) not in self.parsed:
+                return None  # an empty network (no layers, no outputs) does not build: TensorRT logs and returns None
+            cache = config.cache_box.get("cache")  # what was set on the config before this call
+            if cache is not None:
+                cache.box["timings"] += b"|timings"  # the build's measurements go into the cache set before it
             record = {"network_flags": state["network_flags"], "flags_set": sorted(state["flags_set"]),
+                      "timing_cache_used": cache is not None,
                       "flags_cleared": sorted(state["flags_cleared"]), "workspace": state.get("workspace"),
                       "profiles": [p.shapes for p in state["profiles"]],
                       "config": {k: getattr(v, "name", v) for k, v in config._set.items()}}
@@ -245,6 +273,8 @@ class TensorRTDouble(types.ModuleType):
                         "ParserError", self, desc=lambda n=node: f"No importer registered for op: {n.op_type}",
                         node_name=lambda n=node: n.name, node_operator=lambda n=node: n.op_type,
                         node=lambda: -1, code=lambda: 8))
+            if not errors:
+                self.parsed.add(id(network))  # the layers go into the network the parser was made with
             return not errors
 
         return _Parser(self, parse_from_file, errors)
@@ -303,6 +333,15 @@ class _Context(StrictObject):
             double.calls.append(("IExecutionContext", "execute_async_v3", (id(self), stream), {}))
             if double.fail_execute:
                 return False
+            if stream not in double.streams:
+                # Stricter than TensorRT, which would enqueue on another stream (0: the legacy default stream) that
+                # the runner neither synchronises nor captures: the double only knows the device's own stream.
+                return False
+            if double.capturing:
+                # During CUDA stream capture work is recorded, not run. TensorRT asks for one enqueue before
+                # capture (its lazy initialisation may allocate, which capture forbids): model that as a failure.
+                return id(self) in double.launched
+            double.launched.add(id(self))
             x = double.memory[addresses["input"]]
             assert x.shape == shapes["input"], "input buffer and bound shape disagree"
             out = double.memory[addresses["logits"]]
@@ -322,6 +361,7 @@ class _Inspector(StrictObject):
     def __init__(self, double: TensorRTDouble, profile: list[tuple[int, ...]]) -> None:
         def get_engine_information(fmt):
             context = self._set.get("execution_context")
+            double.inspected.append(context.shapes.get("input") if context is not None else None)
             dynamic = profile[0] != profile[2]
             known = not dynamic or (context is not None and "input" in context.shapes)
             outputs = [("Channel major FP16 format", "Half"), ("Row major linear FP32", "Float")]
@@ -352,6 +392,7 @@ class FakeDevice:
     def __init__(self, double: TensorRTDouble) -> None:
         self.double = double
         self.captures = 0
+        double.streams.add(self.stream_handle)
 
     def empty(self, shape, dtype):
         array = np.zeros(tuple(shape), dtype)
@@ -371,8 +412,13 @@ class FakeDevice:
         return fn()
 
     def capture(self, fn):
+        """Stream capture: the launches ``fn`` makes are recorded (checked, not run); replaying runs them."""
         self.captures += 1
-        fn()  # launches during capture are recorded, not run, by CUDA; the double runs them (harmless here)
+        self.double.capturing = True
+        try:
+            fn()
+        finally:
+            self.double.capturing = False
         return types.SimpleNamespace(replay=fn)
 
     def synchronize(self):
@@ -423,6 +469,7 @@ def install_double(monkeypatch, major: str, gpu, **kwargs) -> TensorRTDouble:
     from resnest_deploy.exporters import tensorrt_env
 
     double = TensorRTDouble(major, **kwargs)
+    object.__setattr__(double, "gpu_cc", gpu.compute_capability)
     monkeypatch.setitem(sys.modules, "tensorrt", double)
     monkeypatch.setattr(tensorrt_env, "gpu_info", lambda index=0: type(gpu)(gpu.name, gpu.compute_capability,
                                                                             gpu.driver, index))

@@ -5,8 +5,9 @@ resnest14d at 32 px trained for a few epochs on shapes and textures drawn with P
 files in an ImageFolder tree (``train/`` and a held-out ``val/``). Training uses the same eval preprocessing
 the tool applies (``calibration.images``), so the exported model sees what it was trained on.
 
-The result (images, checkpoint, FP32 ONNX) is cached on disk, keyed by the generator/training settings and
-the source of this file, so it is built once per machine (<= 90 s on 2 CPU cores) and reused between runs.
+The result (images, checkpoint, FP32 ONNX) is cached on disk, keyed by the generator/training settings, this
+file, the code that builds and exports the model and the torch/onnx versions, so it is built once per machine and
+code state (<= 90 s on 2 CPU cores) and reused between runs.
 """
 
 from __future__ import annotations
@@ -42,8 +43,20 @@ class Recipe:
     seed: int = 0
 
     def key(self) -> str:
-        source = Path(__file__).read_bytes()
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode() + source).hexdigest()[:16]
+        """The recipe, and the code and libraries that build the model from it: this file, the models, the
+        exporter and the preprocessing; torch and onnx by version (a change in any rebuilds the cache)."""
+        from importlib import metadata
+
+        root = Path(__file__).resolve().parent.parent
+        code = [Path(__file__), *sorted((root / "resnest_deploy" / "models").glob("*.py")),
+                *sorted((root / "exporters").glob("*.py")), root / "calibration" / "images.py",
+                root / "calibration" / "pixels.py"]
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        for path in code:
+            digest.update(path.name.encode() + path.read_bytes())
+        for package in ("torch", "onnx"):
+            digest.update(f"{package}=={metadata.version(package)}".encode())
+        return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

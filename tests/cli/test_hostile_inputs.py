@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from PIL import Image
 
 from resnest_deploy.exporters.metadata import META_PREFIX
-from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli, run_cli_here
+from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli, run_cli_here, wait_for_trace
 
 SMALL = 64
 
@@ -307,15 +306,13 @@ def test_ctrl_c_during_torch_export_is_one_line_and_leaves_nothing(tmp_path):
     line naming the step and the path, no file at the target and no temporary file."""
     target = tmp_path / "out" / "m.onnx"
     trace = tmp_path / "trace.txt"
-    env = {**os.environ, "PYTHONPATH": f"{TRIPWIRE}:{ROOT}", "RESNEST_DEPLOY_TRACE": str(trace)}
+    # The test hook holds the export inside torch's exporter (tracing the model) until the signal comes.
+    env = {**os.environ, "PYTHONPATH": f"{TRIPWIRE}:{ROOT}", "RESNEST_DEPLOY_TRACE": str(trace),
+           "RESNEST_DEPLOY_PAUSE_AT": "inside torch.onnx.export"}
     proc = subprocess.Popen([sys.executable, "-m", "resnest_deploy", "export", "--arch", "resnet18", "--img-size",
                              "64", "--output", str(target)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and "torch.onnx.export" not in (trace.read_text() if trace.exists() else ""):
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.02)
-    time.sleep(0.3)  # well inside torch's exporter
+    wait_for_trace(proc, trace, "paused at inside torch.onnx.export")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip()]

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import onnx
@@ -21,7 +20,7 @@ from tritonclient.grpc import model_config_pb2
 
 from resnest_deploy.exporters.graph import tensor_info
 from tests import golden
-from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli, write_test_images
+from tests.conftest import ROOT, TRIPWIRE, assert_one_line_error, run_cli, wait_for_trace, write_test_images
 
 ARCH, SIZE = "resnest14d", 64
 TARGETS = """
@@ -202,15 +201,13 @@ def test_sigint_mid_run_keeps_finished_steps_and_leaves_no_partial_file(first_ru
     (out / "onnx" / "resnest14d.int8.onnx").unlink()  # quantize int8 reruns (and writes the same bytes)
     (out / "reports" / "resnest14d.int8.parity.json").unlink()  # parity int8 reruns: interrupted there
     trace = tmp_path / "trace.txt"
-    env = {**os.environ, "PYTHONPATH": f"{TRIPWIRE}:{ROOT}", "RESNEST_DEPLOY_TRACE": str(trace)}
+    env = {**os.environ, "PYTHONPATH": f"{TRIPWIRE}:{ROOT}", "RESNEST_DEPLOY_TRACE": str(trace),
+           "RESNEST_DEPLOY_PAUSE_AT": "parity int8"}  # the test hook holds the run there until the signal
     args = [sys.executable, "-m", "resnest_deploy", "deploy", "--arch", ARCH, "--img-size", str(SIZE),
             "--calib-data", "synthetic", "--calib-size", "8", "--samples", "4", "--bench-batch", "1", "--iters", "1", "--warmup", "0",
             "--output", str(out), "--targets", str(tmp_path / "targets.toml")]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and "parity int8" not in (trace.read_text() if trace.exists() else ""):
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
+    wait_for_trace(proc, trace, "paused at parity int8")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip()]

@@ -25,7 +25,7 @@ from resnest_deploy.models import get_config
 from resnest_deploy.errors import ArtifactError, ConfigError, EngineBuildError, EngineMismatchError
 from resnest_deploy.exporters.tensorrt_env import check_engine_host
 from resnest_deploy.runners.trt_runner import TrtRunner
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, no_gpu_env
 from tests.tensorrt_double import TensorRTDouble, install_double
 
 SMALL = 64
@@ -68,12 +68,31 @@ def test_build_one_code_path_for_10_and_11(monkeypatch, tmp_path, onnx_model, ma
     assert engine["profiles"][0]["max"] == [32, 3, SMALL, SMALL]
     assert engine["layers"]["count"] == 2 and engine["layers"]["by_output_precision"] == {"FP16": 1, "FP32": 1}
     assert manifest["arch"] == "resnet18" and manifest["input"]["size"] == SMALL
-    # Timing cache: saved after the first build, loaded and merged by the second.
-    assert cache.read_bytes() == b"|timings" and engine["timing_cache"]["loaded_bytes"] == 0
+    # The inspector saw a context at the profile's opt shape (the shape the layer formats are reported for).
+    assert trt.inspected[-1] == (8, 3, SMALL, SMALL)
+    # Timing cache: set on the config before the build (the build's timings went into it), saved after the first
+    # build, loaded and merged by the second.
+    tag = trt.cache_tag()
+    assert built["timing_cache_used"]
+    assert cache.read_bytes() == tag + b"|timings" and engine["timing_cache"]["loaded_bytes"] == 0
     again = build_engine(options)
-    assert again.record.extra["timing_cache"]["loaded_bytes"] == len(b"|timings")
-    assert cache.read_bytes() == b"|timings|timings"
+    assert trt.built[-1]["timing_cache_used"]
+    assert again.record.extra["timing_cache"]["loaded_bytes"] == len(tag + b"|timings")
+    assert cache.read_bytes() == tag + b"|timings|timings"
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_a_timing_cache_from_another_gpu_is_refused_not_silently_used(monkeypatch, tmp_path, onnx_model, major):
+    trt = _use_double(monkeypatch, major)
+    cache = tmp_path / "timing.cache"
+    foreign = TensorRTDouble(major)
+    object.__setattr__(foreign, "gpu_cc", "8.0")  # the cache a build on another GPU saved
+    cache.write_bytes(foreign.cache_tag() + b"|timings")
+    with pytest.raises(ConfigError, match="timing cache does not fit"):
+        build_engine(BuildOptions(model=onnx_model, timing_cache=cache, output=tmp_path / "m.engine"))
+    assert trt.built == [] and cache.read_bytes() == foreign.cache_tag() + b"|timings"
+    assert not (tmp_path / "m.engine").exists()
 
 
 def test_the_stage_list_shown_is_the_stages_run(monkeypatch, tmp_path, onnx_model):
@@ -163,7 +182,9 @@ def test_emit_script_is_valid_bash_with_relative_paths(cli, onnx_model, tmp_path
         assert (out / name).exists(), name
     assert f"build {onnx_model.name} --profile 1:4:16" in text and "--timing-cache timing.cache" in text
     # On this machine (no GPU) the script stops at its first check, with a clear message.
-    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    no_gpu = no_gpu_env()["PATH"].split(":")[0]  # a failing nvidia-smi first, as on a host without a driver
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                         env={"PATH": f"{no_gpu}:/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""})
     assert run.returncode == 2 and "no NVIDIA GPU" in run.stderr
 
 

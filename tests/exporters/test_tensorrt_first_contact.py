@@ -116,8 +116,9 @@ def _expected(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1).mean(axis=1, keepdims=True) * np.arange(1, CLASSES + 1)
 
 
-def test_cuda_graphs_of_several_shapes_each_replay_their_own_inputs(monkeypatch, tmp_path, onnx_model):
-    trt = _use_double(monkeypatch, "11")
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_cuda_graphs_of_several_shapes_each_replay_their_own_inputs(monkeypatch, tmp_path, onnx_model, major):
+    trt = _use_double(monkeypatch, major)
     engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", output=tmp_path / "m.engine")).path
     rng = np.random.default_rng(0)
     feeds = [rng.normal(size=(n, 3, SMALL, SMALL)).astype(np.float32) for n in (2, 3, 2, 3, 2)]  # A B A B A
@@ -132,6 +133,46 @@ def test_cuda_graphs_of_several_shapes_each_replay_their_own_inputs(monkeypatch,
     assert device.captures == 2  # one capture per shape, replayed afterwards
     # The graph runner's plain context and one per captured shape, and the plain runner's one shared context.
     assert len(trt.contexts) - built_contexts == 1 + 2 + 1
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_every_launch_is_on_the_devices_stream_and_capture_follows_a_plain_run(monkeypatch, tmp_path, onnx_model,
+                                                                                major):
+    """The double records launches during capture without running them and fails a capture that no plain run
+    preceded (TensorRT's lazy initialisation); it knows only the device's own stream."""
+    trt = _use_double(monkeypatch, major)
+    engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", output=tmp_path / "m.engine")).path
+    device = FakeDevice(trt)
+    trt.calls.clear()
+    with TrtRunner(engine, cuda_graph=True, backend=device) as runner:
+        x = np.ones((2, 3, SMALL, SMALL), np.float32)
+        np.testing.assert_allclose(runner.infer({"input": x})["logits"], _expected(x), rtol=1e-6)
+    launches = [c[2] for c in trt.calls if c[1] == "execute_async_v3"]
+    assert launches and {stream for _, stream in launches} == {device.stream_handle}
+    # A plain run, the captured launch (recorded only), then the replay: three launches of one context.
+    assert len(launches) == 3 and len({context for context, _ in launches}) == 1
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_the_runner_runs_a_version_compatible_engine(monkeypatch, tmp_path, onnx_model, major):
+    trt = _use_double(monkeypatch, major)
+    engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", version_compatible=True,
+                                       output=tmp_path / "m.engine")).path
+    with TrtRunner(engine, backend=FakeDevice(trt)) as runner:
+        x = np.full((3, 3, SMALL, SMALL), 0.5, np.float32)
+        np.testing.assert_allclose(runner.infer({"input": x})["logits"], _expected(x), rtol=1e-6)
+    assert ("Runtime", "engine_host_code_allowed=", (True,), {}) in trt.calls
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_the_runner_refuses_an_engine_from_another_gpu_naming_both(monkeypatch, tmp_path, onnx_model, major):
+    _use_double(monkeypatch, major)
+    engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", output=tmp_path / "m.engine")).path
+    ada = GpuInfo("NVIDIA L4 (faked)", "8.9", "555.42")
+    trt = _use_double(monkeypatch, major, gpu=ada)  # the same TensorRT on another GPU
+    with pytest.raises(EngineMismatchError, match=r"built for compute capability 8\.6 .* this host has NVIDIA L4"):
+        TrtRunner(engine, backend=FakeDevice(trt)).activate()
+    assert not any(c[0] == "Runtime" for c in trt.calls)  # refused before TensorRT saw the plan
 
 
 def test_a_failed_launch_during_capture_is_an_error(monkeypatch, tmp_path, onnx_model):
@@ -204,6 +245,40 @@ def test_driver_branch_maps_to_the_cuda_it_runs(monkeypatch):
     assert tensorrt_env.driver_cuda_major(GpuInfo("x", "8.6", "535.104.05")) == 12
     assert tensorrt_env.driver_cuda_major(GpuInfo("x", "8.6", "580.65")) == 13
     assert tensorrt_env.driver_cuda_major(GpuInfo("x", "8.6", "unknown")) is None
+
+
+def _installed(tmp_path, monkeypatch, name: str, version: str) -> None:
+    """A real installed-package record (``*.dist-info/METADATA``) on sys.path: what pip leaves behind."""
+    import importlib
+
+    dist = tmp_path / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+
+
+@pytest.mark.parametrize("name, version, cuda", [("tensorrt-cu13", "11.4.0.106", 13),
+                                                 ("tensorrt_cu12", "10.9.0.34", 12),
+                                                 ("tensorrt", "10.16.1.11", None)])
+def test_the_installed_tensorrt_is_read_from_its_package_record(tmp_path, monkeypatch, name, version, cuda):
+    _installed(tmp_path, monkeypatch, name, version)
+    assert tensorrt_env.installed_tensorrt() == (version, cuda)
+
+
+@pytest.mark.parametrize("wheel, reported, refused", [("tensorrt-cu13", 12040, True), ("tensorrt-cu13", 13000, False),
+                                                      ("tensorrt-cu12", 12040, False), ("tensorrt", 12040, False)])
+def test_the_wheel_is_checked_against_the_cuda_the_driver_reports(tmp_path, monkeypatch, wheel, reported, refused):
+    import torch
+
+    _installed(tmp_path, monkeypatch, wheel, "10.16.1.11")
+    monkeypatch.setattr(torch._C, "_cuda_getDriverVersion", lambda: reported, raising=False)
+    gpu = GpuInfo("NVIDIA L4 (faked)", "8.9", "550.54.15")
+    if refused:
+        with pytest.raises(ConfigError, match=r"CUDA 13 build.*550\.54\.15 runs CUDA 12 at most.*gpu-cu12"):
+            tensorrt_env.check_wheel_fits_driver(gpu)
+    else:
+        tensorrt_env.check_wheel_fits_driver(gpu)
 
 
 def test_manifest_json_is_valid(monkeypatch, tmp_path, onnx_model):
