@@ -74,7 +74,9 @@ def _tensorrt_checks(target: Target, arch: str) -> str:
                   "Triton server loads one TensorRT version, so build every target with it (or pin "
                   "tensorrt_version / version_compatible in targets.toml)', file=sys.stderr)",
                   "        sys.exit(2)",
-                  "PY"]
+                  "PY",
+                  'echo "building with TensorRT $TRT: serve these plans with the Triton release that ships TensorRT '
+                  '$TRT (or pin triton_release / tensorrt_version in targets.toml)" >&2']
     return "\n".join(lines) + "\n"
 
 

@@ -379,6 +379,10 @@ def test_bundles_pin_tensorrt_and_never_mix_versions_in_one_repository(first_run
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2 and len(lines) == 1 and "built with TensorRT 10.16.1.11" in lines[0], run.stderr
     assert not list((tmp_path / "repo").rglob("*.plan"))
+    # With the repository's plans from the same TensorRT, the unpinned bundle says which TensorRT it builds with.
+    run = subprocess.run(["bash", str(bundle / "build.sh")], capture_output=True, text=True,
+                         env={**env, "TRT": "10.16.1.11"})
+    assert "building with TensorRT 10.16.1.11: serve these plans with the Triton release" in run.stderr, run.stderr
 
 
 def _write(path: Path, text: str) -> Path:
