@@ -22,6 +22,7 @@ class TritonRunner(Runner):
         self._client = None
         self._input = "image"
         self._output = ""
+        self._max_batch = 1
 
     def activate(self) -> None:
         try:
@@ -45,6 +46,7 @@ class TritonRunner(Runner):
             raise ConfigError(f"--triton: model {self.model!r} takes a preprocessed tensor, not encoded images; name "
                               "the ensemble <arch>")
         self._client, self._input, self._output = client, first["name"], config["output"][0]["name"]
+        self._max_batch = max(1, int(config.get("max_batch_size") or 1))
 
     def deactivate(self) -> None:
         if self._client is not None:
@@ -61,12 +63,16 @@ class TritonRunner(Runner):
 
         if self._client is None:
             raise ArtifactError(f"{self.name} is not started (use it as a context manager)")
-        images = feed["image"]
-        tensor = grpcclient.InferInput(self._input, list(images.shape), "BYTES")
-        tensor.set_data_from_numpy(images)
-        try:
-            result = self._client.infer(self.model, [tensor], outputs=[grpcclient.InferRequestedOutput(self._output)],
-                                        client_timeout=max(self.timeout, 60.0))
-        except InferenceServerException as exc:
-            raise VerificationError(f"{self.name} refused a batch this tool reads: {exc.message()}") from None
-        return {"logits": result.as_numpy(self._output).astype(np.float32)}
+        parts = []
+        for start in range(0, len(feed["image"]), self._max_batch):  # no request over the model's max_batch_size
+            images = feed["image"][start:start + self._max_batch]
+            tensor = grpcclient.InferInput(self._input, list(images.shape), "BYTES")
+            tensor.set_data_from_numpy(images)
+            try:
+                result = self._client.infer(self.model, [tensor],
+                                            outputs=[grpcclient.InferRequestedOutput(self._output)],
+                                            client_timeout=max(self.timeout, 60.0))
+            except InferenceServerException as exc:
+                raise VerificationError(f"{self.name} refused images this tool reads: {exc.message()}") from None
+            parts.append(result.as_numpy(self._output).astype(np.float32))
+        return {"logits": np.concatenate(parts)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ import os, sys
 sys.path.insert(0, os.environ["RESNEST_DEPLOY_TRITON_PACKAGES"])
 import json
 import re
+import shutil
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
@@ -89,7 +91,9 @@ def served(tmp_path_factory, export_cache, stub_packages):
     labels = [f"class{i}" for i in range(1000)]
     run = _run_folder(root / "run", exported.path, labels)
     data = root / "data"
-    hostile.write_readable(data)
+    files = hostile.write_readable(data)
+    for i in range(24):  # 37 images in all: more than the served max_batch_size (32) in one parity batch
+        shutil.copy(files[i % len(files)], data / f"copy{i}{files[i % len(files)].suffix}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(python_env.ENV_VAR, str(stub_packages))
         server = serving.start(serving.ServeOptions(run, 0, 0, 0, timeout=120))
@@ -104,11 +108,13 @@ def served(tmp_path_factory, export_cache, stub_packages):
 def test_parity_through_the_served_ensemble_matches_eager(served, tmp_path):
     exported, data, url = served
     report = tmp_path / "served.json"
-    result = run_cli_here("parity", str(exported.path), "--data", str(data), "--triton", url, "--output", str(report))
+    # --batch 40 is over the served max_batch_size (32): the runner splits what it sends.
+    result = run_cli_here("parity", str(exported.path), "--data", str(data), "--triton", url, "--output", str(report),
+                          "--batch", "40")
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads(report.read_text())
     assert record["runner"] == f"triton[{ARCH}@{url}]" and record["passed"], record
-    assert record["inputs"].startswith(f"{len(hostile.READABLE)} images from"), record["inputs"]
+    assert record["inputs"].startswith(f"{len(hostile.READABLE) + 24} images from"), record["inputs"]
 
 
 def test_classify_through_the_ensemble_gives_eagers_top_classes(served):
