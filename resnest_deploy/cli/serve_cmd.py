@@ -47,13 +47,12 @@ def serve(
     server = serving.start(options)
     try:
         states = serving.settle(server)
-        rows = [(s.name, s.version, "ready" if s.ready else "needs backend" if s.missing_backend else "FAILED",
-                 serving.explain(s)) for s in sorted(states, key=lambda s: s.name)]
+        rows = [(s.name, s.version, serving.verdict(s), serving.explain(s))
+                for s in sorted(states, key=lambda s: s.name)]
         typer.echo(f"Triton {server.url}: HTTP http://{server.host}:{server.http_port}, gRPC "
                    f"{server.host}:{server.grpc_port}, metrics http://{server.host}:{server.metrics_port}/metrics")
         print_table(f"models in {options.repository}", ("model", "version", "state", "why not"), rows)
-        lacking = sorted({b for s in states if s.missing_backend for b in ("onnxruntime", "tensorrt")
-                          if f"'{b}'" in s.reason})
+        lacking = serving.lacking_backends(states)
         if lacking:
             typer.echo(_MISSING_BACKEND_NOTE.format(backends=" or ".join(lacking)), err=True)
         failed = serving.failures(states)
@@ -80,7 +79,7 @@ def classify(
     """Send image files to a running Triton: top-k classes with labels, or (to <arch>_preprocess) the served
     tensor compared with this package's preprocessing of the same file (exit 1 when they differ)."""
     from ..errors import VerificationError, check_number
-    from ..serving.client import TENSOR_TOLERANCE, classify as send
+    from ..serving.client import classify as send
 
     check_number("--timeout", timeout, 0, 3600, low_open=True)
     route, answers = send(url, list(images), model=model, top=top, timeout=timeout)
@@ -94,8 +93,7 @@ def classify(
             rows += [(str(a.path) if i == 0 else "", f"{score:.4f}", f"{index} {label}".strip())
                      for i, (score, index, label) in enumerate(a.top)]
         else:
-            same = a.difference is not None and a.difference <= TENSOR_TOLERANCE
-            if not same:
+            if not a.matches:
                 bad.append(f"{a.path}: served tensor differs from resnest-deploy's by {a.difference:.3g}")
             rows.append((str(a.path), f"{list(a.tensor.shape)} {a.tensor.dtype}",
                          f"max |served - resnest-deploy| = {a.difference:.3g}"))

@@ -131,27 +131,29 @@ def repository_contents(o: DeployOptions, fp32: Path, cpu_onnx: Path,
                         targets: list[Target]) -> tuple[list[ModelEntry], list[str] | None]:
     """The repository's models and labels as this run defines them (the record the repository step writes its
     files from and the report reads)."""
-    from .triton import repository_entries
-
-    meta = _manifest(fp32)
-    labels = labels_from(o.data, meta.num_classes if meta else 0)
-    return repository_entries(o.arch, cpu_onnx, targets, labels=labels), labels
+    entries, labels, _ = _contents(o, fp32, cpu_onnx, targets)
+    return entries, labels
 
 
-def _manifest(fp32: Path):
+def _contents(o: DeployOptions, fp32: Path, cpu_onnx: Path, targets: list[Target]):
+    """(entries, labels, the exported model's metadata): the graph's metadata is read once."""
     from resnest_deploy.exporters.graph import load_onnx
     from resnest_deploy.exporters.metadata import read_metadata
 
-    return read_metadata(load_onnx(fp32, load_external_data=False))
+    from .triton import repository_entries
+
+    meta = read_metadata(load_onnx(fp32, load_external_data=False))
+    labels = labels_from(o.data, meta.num_classes if meta else 0)
+    return repository_entries(o.arch, cpu_onnx, targets, labels=labels), labels, meta
 
 
 def repository(root: Path, o: DeployOptions, fp32: Path, cpu_onnx: Path, targets: list[Target]) -> None:
-    """The model configs, the CPU model's file, and the image entry point (preprocessing with the exported
-    model's input settings, and the ensemble)."""
+    """The model configs, the CPU model's file, and the image entry point (preprocessing with the input settings
+    the model was exported and checked at, and the ensemble)."""
     from .triton import write_repository
     from .triton_image import write_image_models
 
-    entries, labels = repository_contents(o, fp32, cpu_onnx, targets)
+    entries, labels, meta = _contents(o, fp32, cpu_onnx, targets)
     write_repository(root, entries, cpu_onnx, labels=labels)
-    meta = _manifest(cpu_onnx) or _manifest(fp32)
-    write_image_models(root, o.arch, meta.input, entries[0], labels)
+    if meta is not None:  # always, for deploy's own export; a graph without metadata has no settings to serve
+        write_image_models(root, o.arch, meta.input, entries[0], labels)

@@ -268,7 +268,7 @@ def _artifact_runner(options: ParityOptions):
     if options.triton:
         from ..runners.triton_runner import TritonRunner
 
-        return TritonRunner(options.triton, options.triton_model or options.arch or "")
+        return TritonRunner(options.triton, options.triton_model or "")
     return open_artifact_runner(options.artifact, provider=options.provider)
 
 

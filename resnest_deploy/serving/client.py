@@ -31,6 +31,11 @@ class Classified:
     difference: float | None = None
     error: str | None = None
 
+    @property
+    def matches(self) -> bool:
+        """For a served tensor: within :data:`TENSOR_TOLERANCE` of the package's preprocessing."""
+        return self.difference is not None and self.difference <= TENSOR_TOLERANCE
+
 
 def _client(url: str, timeout: float):
     try:

@@ -71,7 +71,8 @@ def install(folder: Path | None = None, packages: list[str] | None = None) -> Pa
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise ServeError(f"cannot install Triton's python stub packages ({' '.join(packages)}) into {folder}: {last}")
+            raise ServeError(f"cannot install Triton's python stub packages ({' '.join(packages)}) into {folder}: "
+                             f"{last}")
         (staging / _MARKER).write_text("\n".join(packages) + "\n", encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)

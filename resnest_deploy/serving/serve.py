@@ -125,6 +125,16 @@ def explain(state: ModelState) -> str:
     return state.reason
 
 
+def verdict(state: ModelState) -> str:
+    """``ready``, ``needs backend`` (only a backend this Triton lacks) or ``FAILED``."""
+    return "ready" if state.ready else "needs backend" if state.missing_backend else "FAILED"
+
+
+def lacking_backends(states: list[ModelState]) -> list[str]:
+    """The backends this Triton lacks that some model of the repository needs."""
+    return sorted({b for s in states if s.missing_backend for b in ("onnxruntime", "tensorrt") if f"'{b}'" in s.reason})
+
+
 def failures(states: list[ModelState]) -> list[ModelState]:
     """Models that are neither ready nor refused only for a backend this host's Triton lacks."""
     return [s for s in states if not s.ready and not s.missing_backend]
