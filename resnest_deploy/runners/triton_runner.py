@@ -46,7 +46,8 @@ class TritonRunner(Runner):
             raise ConfigError(f"--triton: model {self.model!r} takes a preprocessed tensor, not encoded images; name "
                               "the ensemble <arch>")
         self._client, self._input, self._output = client, first["name"], config["output"][0]["name"]
-        self._max_batch = max(1, int(config.get("max_batch_size") or 1))
+        batch = int(config.get("max_batch_size") or 0)
+        self._max_batch = batch if batch > 0 else 1  # the largest request the served model takes
 
     def deactivate(self) -> None:
         if self._client is not None:
