@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from resnest_deploy.calibration.dataset import load_calibration
-from resnest_deploy.calibration.int8 import METHODS, calibrate, uniform_calls
+from resnest_deploy.calibration.int8 import METHODS, calibrate, collect_ranges, uniform_calls
 from resnest_deploy.models import get_config
 from resnest_deploy.ort_session import ort_session
 
@@ -102,15 +102,23 @@ def test_image_counts_from_1_to_70_with_corrupt_files(image_pool, tmp_path, meth
                 assert amax[name] == pytest.approx(float(np.abs(truth[name]).max()), rel=1e-6), (count, name)
 
 
+def _amax(model, data, batch: int, per_call: int) -> dict[str, float]:
+    ranges = collect_ranges(model, TENSORS, data, method="max", symmetric=True, batch=batch, per_call=per_call)
+    return {n: float(np.abs(np.asarray(ranges[n].range_value)).max()) for n in TENSORS if n in ranges}
+
+
 @settings(max_examples=25, deadline=None)
-@given(count=st.integers(1, 40), batch_a=st.integers(1, 9), batch_b=st.integers(1, 9))
-def test_max_gives_the_same_ranges_whatever_the_batch_split(count, batch_a, batch_b):
+@given(count=st.integers(1, 40), batch_a=st.integers(1, 9), batch_b=st.integers(1, 9),
+       per_call_a=st.integers(1, 40), per_call_b=st.integers(1, 40))
+def test_max_gives_the_same_ranges_whatever_the_batch_split(count, batch_a, batch_b, per_call_a, per_call_b):
+    """Any batch and any number of images per calibrator call (production uses 32; the property holds for all)."""
     data = np.random.default_rng(count).normal(0, 1, (count, 3, SIZE, SIZE)).astype(np.float32)
     model = _graph()
-    a = calibrate(model, TENSORS, data, method="max", batch=batch_a)
-    b = calibrate(model, TENSORS, data, method="max", batch=batch_b)
+    a = _amax(model, data, batch_a, per_call_a)
+    b = _amax(model, data, batch_b, per_call_b)
     assert a == pytest.approx(b, rel=1e-6)
     assert a["input"] == pytest.approx(float(np.abs(data).max()), rel=1e-6)
+    assert calibrate(model, TENSORS, data, method="max", batch=batch_a) == pytest.approx(a, rel=1e-6)
 
 
 def test_fixed_batch_graphs_pad_the_last_batch():

@@ -208,12 +208,19 @@ def test_timm_train_script_checkpoint(tmp_path):
     ref, _ = _reference_state("resnest14d")
     optimizer = torch.optim.SGD(ref.parameters(), lr=0.1)
     args = argparse.Namespace(model="resnest14d", lr=0.1, epochs=2)
-    saver = CheckpointSaver(ref, optimizer, args=args, model_ema=ModelEmaV3(ref), checkpoint_dir=str(tmp_path),
+    ema = ModelEmaV3(ref)
+    with torch.no_grad():  # an EMA that has drifted from the weights, so loading the wrong one shows
+        for p in ema.module.parameters():
+            p.mul_(0.5)
+    saver = CheckpointSaver(ref, optimizer, args=args, model_ema=ema, checkpoint_dir=str(tmp_path),
                             recovery_dir=str(tmp_path), max_history=1)
     saver.save_checkpoint(epoch=1, metric=0.5)
     path = next(tmp_path.glob("checkpoint-*.pth.tar"))
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        assert "state_dict_ema" in torch.load(path, weights_only=True, map_location="cpu")
     model = create_model("resnest14d", weights=path)
-    assert _same_output(model, ref.eval()) <= 1e-5
+    assert _same_output(model, ref.eval()) <= 1e-5  # the weights (state_dict), not the EMA
+    assert _same_output(model, ema.module.eval()) > 1e-3
 
 
 def test_pickled_code_beside_a_state_dict_is_still_refused(tmp_path):
