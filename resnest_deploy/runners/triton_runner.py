@@ -13,6 +13,32 @@ from ..errors import ArtifactError, ConfigError, VerificationError
 from .base import Runner, TensorSpec
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (grpc's messages run over several), or its type."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def connect(url: str, timeout: float):
+    """A gRPC client of the live Triton server at ``url`` (HOST:PORT).
+
+    Raises:
+        ConfigError: The Triton client is not installed, nothing answers at ``url``, or the server is not live.
+    """
+    try:
+        import tritonclient.grpc as grpcclient
+    except ImportError:
+        raise ConfigError("the Triton client is not installed: pip install 'resnest-deploy[serve]'") from None
+    try:
+        client = grpcclient.InferenceServerClient(url)
+        live = client.is_server_live(client_timeout=timeout)
+    except Exception as exc:  # grpc's own errors for a refused, unknown or malformed address
+        raise ConfigError(f"no Triton server at {url}: {first_line(exc)}") from None
+    if not live:
+        raise ConfigError(f"the Triton server at {url} is not live")
+    return client
+
+
 class TritonRunner(Runner):
     """``url`` (HOST:PORT of the gRPC endpoint) and the served ``model`` (an ensemble taking encoded images)."""
 
@@ -25,24 +51,21 @@ class TritonRunner(Runner):
         self._max_batch = 1
 
     def activate(self) -> None:
+        client = connect(self.url, self.timeout)
         try:
-            import tritonclient.grpc as grpcclient
-        except ImportError:
-            raise ConfigError("--triton needs the Triton client: pip install 'resnest-deploy[serve]'") from None
-        try:
-            client = grpcclient.InferenceServerClient(self.url)
-            live = client.is_server_live(client_timeout=self.timeout)
-            ready = live and client.is_model_ready(self.model, client_timeout=self.timeout)
+            ready = client.is_model_ready(self.model, client_timeout=self.timeout)
             config = client.get_model_config(self.model, as_json=True, client_timeout=self.timeout)["config"] \
                 if ready else None
-        except Exception as exc:  # grpc's own errors for a refused, unknown or malformed address
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"--triton {self.url}: no Triton server there ({text[:160]})") from None
+        except Exception as exc:  # grpc's own errors (the server went away, an unknown model name)
+            client.close()
+            raise ConfigError(f"--triton {self.url}: {first_line(exc)}") from None
         if not ready:
+            client.close()
             raise ConfigError(f"--triton {self.url}: model {self.model!r} is not ready on that server "
                               "(`resnest-deploy serve` lists every model's state)")
         first = config["input"][0]
         if first.get("data_type") != "TYPE_STRING":
+            client.close()
             raise ConfigError(f"--triton: model {self.model!r} takes a preprocessed tensor, not encoded images; name "
                               "the ensemble <arch>")
         self._client, self._input, self._output = client, first["name"], config["output"][0]["name"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..runners.triton_runner import connect, first_line
 from .server import ServeError
 
 # Served and local preprocessing run the same code on the same bytes; what may differ is numpy's float32
@@ -35,26 +36,6 @@ class Classified:
     def matches(self) -> bool:
         """For a served tensor: within :data:`TENSOR_TOLERANCE` of the package's preprocessing."""
         return self.difference is not None and self.difference <= TENSOR_TOLERANCE
-
-
-def _client(url: str, timeout: float):
-    try:
-        import tritonclient.grpc as grpcclient
-    except ImportError:
-        raise ServeError("the Triton client is not installed: pip install 'resnest-deploy[serve]'") from None
-    try:
-        client = grpcclient.InferenceServerClient(url)
-        live = client.is_server_live(client_timeout=timeout)
-    except Exception as exc:  # grpc raises its own types for a refused or malformed address
-        raise ServeError(f"no Triton server at {url}: {_first_line(exc)}") from None
-    if not live:
-        raise ServeError(f"the Triton server at {url} is not live")
-    return client
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _ready(client, name: str) -> bool:
@@ -121,7 +102,7 @@ def classify_file(client, route: list[str], path: Path, top: int) -> Classified:
             result, config = _infer(client, route[1], next_config["input"][0]["name"], tensor,
                                     next_config["input"][0]["data_type"].removeprefix("TYPE_"), top)
     except InferenceServerException as exc:
-        return Classified(path, error=(exc.message() or _first_line(exc)).strip())
+        return Classified(path, error=(exc.message() or first_line(exc)).strip())
     return Classified(path, top=_top(result.as_numpy(config["output"][0]["name"])[0], top))
 
 
@@ -154,13 +135,13 @@ def classify(url: str, files: list[Path], *, model: str | None = None, top: int 
     """Every file through the chosen route; returns (route, answers).
 
     Raises:
-        ConfigError: A file that is not there (before anything is sent).
-        ServeError: No server, or nothing that can classify.
+        ConfigError: A file that is not there (before anything is sent), or no live server at ``url``.
+        ServeError: Nothing on the server can classify an image.
     """
     for path in files:
         if not path.is_file():
             raise ConfigError(f"{path}: no such image file")
-    client = _client(url, timeout)
+    client = connect(url, timeout)
     try:
         route = choose_route(client, model)
         return route, [classify_file(client, route, path, top) for path in files]
