@@ -11,7 +11,7 @@ else
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: install run test clean
+.PHONY: install run test mutation clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ run: install
 # tests of one exported arch share a worker and its export.
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# Mutation testing (mutmut) of the modules that only the TensorRT double and CPU tests guard, against the tests that
+# claim to guard them ([tool.mutmut] in pyproject.toml): not part of `make test`. Writes its table into
+# docs/testing.md; the surviving mutants' names are in .cache/mutation/survivors.json.
+mutation: install
+	$(BIN)/python tests/mutation.py --doc
 
 clean:
 	rm -rf $(VENV) artifacts runs .pytest_cache

@@ -71,7 +71,7 @@ def build_engine(options: BuildOptions, *, progress: ProgressFn | None = None) -
         errors = [describe_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(f"TensorRT's ONNX parser rejected {spec.model.name}", details=errors)
     config = configure(trt, builder, options, spec)
-    cache_in = _load_timing_cache(trt, config, options.timing_cache)
+    cache_in = _load_timing_cache(config, options.timing_cache)
     stage("build")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -138,7 +138,7 @@ def describe_parser_error(error: Any) -> str:
     return f"{where}: {desc or 'no description'}"
 
 
-def _load_timing_cache(trt: ModuleType, config: Any, path: Path | None) -> int:
+def _load_timing_cache(config: Any, path: Path | None) -> int:
     if path is None:
         return 0
     data = Path(path).read_bytes() if Path(path).is_file() else b""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,13 +183,22 @@ def write_test_images(folder: Path, *, classes: int = 2, per_class: int = 3, cor
     return folder
 
 
+_EXPORT_MEMO: dict = {}
+
+
 @pytest.fixture(scope="session")
 def export_cache(tmp_path_factory):
     """Export an arch once per test worker and size; tests share the file (they must not modify it)."""
     from resnest_deploy.exporters.onnx_export import ExportOptions, export_onnx
 
-    root = tmp_path_factory.mktemp("exports")
-    cache: dict = {}
+    # Under `make mutation` (tests/mutation.py) every mutant runs a new pytest session in a process forked from
+    # the one that ran the whole selection: a process-wide memo and folder let those sessions reuse its exports.
+    if os.environ.get("RESNEST_DEPLOY_TEST_EXPORTS") == "memo":
+        if not _EXPORT_MEMO:
+            _EXPORT_MEMO["root"] = Path(tempfile.mkdtemp(prefix="resnest-deploy-exports-"))
+        root, cache = _EXPORT_MEMO["root"], _EXPORT_MEMO.setdefault("cache", {})
+    else:
+        root, cache = tmp_path_factory.mktemp("exports"), {}
 
     def get(arch: str, size: int | None = None, **options):
         key = (arch, size, tuple(sorted(options.items())))
@@ -198,6 +208,14 @@ def export_cache(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def host(tmp_path):
+    """A stand-in GPU host for the scripts this tool writes (tests/standin_host.py): (environment, calls file)."""
+    from tests.standin_host import make_host
+
+    return make_host(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,12 @@ JSON blob describing the build. Deserialized, that blob is an engine with one in
 runner relies on is modelled where the documentation states it: a version-compatible plan deserializes only with
 ``engine_host_code_allowed``; the inspector reports formats only with an execution context whose input shapes are
 set ("N/A due to dynamic shapes" otherwise), in the 10.x layout (``Format/Datatype``) or 11.x layout (``Format``
-and ``DataType``). It proves the code's API use and logic, not TensorRT's behaviour; ``pytest -m gpu`` on a GPU
-host does that.
+and ``DataType``). Arguments are checked as the bindings check them (pybind11 raises TypeError for an argument of the wrong type:
+``Logger(None)``, a tensor name that is not a ``str``, a logger that is not a ``Logger``); where TensorRT only
+logs an error and returns a placeholder (an unknown tensor name, a profile index past the engine's profiles, a
+buffer of another element type than the engine's) the double raises instead, which is stricter than TensorRT
+and said where it happens. It proves the code's API use and logic, not TensorRT's behaviour; ``pytest -m gpu``
+on a GPU host does that.
 """
 
 from __future__ import annotations
@@ -29,6 +33,29 @@ import numpy as np
 DATA = Path(__file__).resolve().parent / "data" / "tensorrt-api"
 VERSIONS = {"10": "10.16.1.11", "11": "11.4.0.106"}
 CLASSES = 10  # width of the double engine's logits
+TENSORS = ("input", "logits")  # the double engine's I/O tensors
+
+
+def _typed(value, kind: type | tuple[type, ...], what: str):
+    """pybind11's argument check: a value of another type is a TypeError (None included)."""
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise TypeError(f"{what}: incompatible function arguments ({type(value).__name__})")
+    return value
+
+
+def _tensor(name, allowed=TENSORS) -> str:
+    """A tensor name: a str (else TypeError, as the bindings), naming one of the engine's tensors (TensorRT logs
+    an error and returns a placeholder for an unknown name; the double raises: stricter)."""
+    _typed(name, str, "tensor name")
+    if name not in allowed:
+        raise KeyError(f"the double engine has no {'/'.join(allowed)} tensor named {name!r}")
+    return name
+
+
+def _logger_arg(logger):
+    if not (isinstance(logger, StrictObject) and logger._kind == "Logger"):
+        raise TypeError(f"expected a tensorrt.ILogger, got {type(logger).__name__}")
+    return logger
 
 
 @dataclass
@@ -135,13 +162,15 @@ class StrictObject:
 class TensorRTDouble(types.ModuleType):
     """``tensorrt`` for one version. Attributes not in that version's ``dir(trt)`` raise AttributeError."""
 
-    def __init__(self, major: str, *, reject_ops: tuple[str, ...] = (), fail_execute: bool = False) -> None:
+    def __init__(self, major: str, *, reject_ops: tuple[str, ...] = (), fail_execute: bool = False,
+                 fail_build: bool = False) -> None:
         super().__init__("tensorrt")
         object.__setattr__(self, "major", major)
         object.__setattr__(self, "version", VERSIONS[major])
         object.__setattr__(self, "surface", load_surface(VERSIONS[major]))
         object.__setattr__(self, "reject_ops", reject_ops)
         object.__setattr__(self, "fail_execute", fail_execute)
+        object.__setattr__(self, "fail_build", fail_build)  # the builder fails (None), as when a tactic cannot fit
         object.__setattr__(self, "calls", [])
         object.__setattr__(self, "built", [])
         object.__setattr__(self, "contexts", [])
@@ -180,9 +209,11 @@ class TensorRTDouble(types.ModuleType):
         return f"TRTDOUBLE-CACHE[{self.version}/sm{self.gpu_cc}]".encode()
 
     # -- factories ---------------------------------------------------------------------------------------
-    def _logger(self, severity=None):
-        logger = StrictObject("Logger", self)
-        return logger
+    def _logger(self, *args):
+        # Logger(min_severity=Logger.WARNING): the one optional argument must be a Logger.Severity.
+        if args and not (isinstance(args[0], EnumValue) and args[0].enum == "Logger.Severity"):
+            raise TypeError(f"Logger(): incompatible function arguments ({type(args[0]).__name__})")
+        return StrictObject("Logger", self)
 
     def _nptype(self, dtype):
         import numpy as np
@@ -190,6 +221,7 @@ class TensorRTDouble(types.ModuleType):
         return {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
 
     def _builder(self, logger):
+        _logger_arg(logger)
         state = {"network_flags": None, "profiles": [], "flags_set": set(), "flags_cleared": set()}
         self.calls.append(("Builder", "__init__", (), {}))
 
@@ -212,6 +244,7 @@ class TensorRTDouble(types.ModuleType):
                 return cache
 
             def set_timing_cache(cache, ignore_mismatch):
+                _typed(ignore_mismatch, bool, "set_timing_cache(ignore_mismatch)")
                 # IBuilderConfig.set_timing_cache: False for a cache from another device or version unless
                 # ignore_mismatch is True (then it is taken, and its timings may not fit).
                 if cache.box["foreign"] and not ignore_mismatch:
@@ -242,7 +275,7 @@ class TensorRTDouble(types.ModuleType):
             return _Profile(self, {})
 
         def build_serialized_network(network, config):
-            if id(network) not in self.parsed:
+            if id(network) not in self.parsed or self.fail_build:
                 return None  # an empty network (no layers, no outputs) does not build: TensorRT logs and returns None
             cache = config.cache_box.get("cache")  # what was set on the config before this call
             if cache is not None:
@@ -261,6 +294,9 @@ class TensorRTDouble(types.ModuleType):
                             build_serialized_network=build_serialized_network)
 
     def _parser(self, network, logger):
+        _logger_arg(logger)
+        if not (isinstance(network, StrictObject) and network._kind == "INetworkDefinition"):
+            raise TypeError(f"OnnxParser(): expected an INetworkDefinition, got {type(network).__name__}")
         errors: list = []
 
         def parse_from_file(path):
@@ -280,6 +316,7 @@ class TensorRTDouble(types.ModuleType):
         return _Parser(self, parse_from_file, errors)
 
     def _runtime(self, logger):
+        _logger_arg(logger)
         self.calls.append(("Runtime", "__init__", (), {}))
         holder: dict = {}
 
@@ -303,10 +340,21 @@ class _Engine(StrictObject):
     def __init__(self, double: TensorRTDouble, record: dict) -> None:
         profile = [tuple(shape) for shape in record["profiles"][0]["input"]]
         modes = {"input": double.TensorIOMode.INPUT, "logits": double.TensorIOMode.OUTPUT}
+        def profile_shape(name, index):
+            _tensor(name, ("input",))
+            if _typed(index, int, "profile index") != 0:  # TensorRT logs and returns nothing useful: stricter
+                raise IndexError(f"the double engine has one optimization profile, not {index + 1}")
+            return list(profile)
+
+        def tensor_name(index):
+            if not 0 <= _typed(index, int, "tensor index") < len(TENSORS):
+                raise IndexError(f"the double engine has {len(TENSORS)} I/O tensors")
+            return TENSORS[index]
+
         super().__init__(
-            "ICudaEngine", double, num_io_tensors=2, get_tensor_name=lambda i: ["input", "logits"][i],
-            get_tensor_mode=lambda name: modes[name], get_tensor_profile_shape=lambda name, index: list(profile),
-            get_tensor_dtype=lambda name: double.DataType.FLOAT,
+            "ICudaEngine", double, num_io_tensors=2, get_tensor_name=tensor_name,
+            get_tensor_mode=lambda name: modes[_tensor(name)], get_tensor_profile_shape=profile_shape,
+            get_tensor_dtype=lambda name: _tensor(name) and double.DataType.FLOAT,
             create_execution_context=lambda: _Context(double, profile),
             create_engine_inspector=lambda: _Inspector(double, profile))
 
@@ -319,15 +367,20 @@ class _Context(StrictObject):
         addresses: dict[str, int] = {}
 
         def set_input_shape(name, shape):
-            shapes[name] = tuple(shape)
+            _tensor(name, ("input",))
+            shape = tuple(_typed(d, int, "shape") for d in shape)
+            if len(shape) != len(profile[0]) or any(not lo <= d <= hi for d, lo, hi in zip(shape, profile[0],
+                                                                                           profile[2])):
+                return False  # outside the profile: TensorRT refuses the shape
+            shapes[name] = shape
             return True
 
         def set_tensor_address(name, address):
-            addresses[name] = address
+            addresses[_tensor(name)] = _typed(address, int, "address")
             return True
 
         def get_tensor_shape(name):
-            return shapes[name] if name == "input" else (shapes["input"][0], CLASSES)
+            return shapes[name] if _tensor(name) == "input" else (shapes["input"][0], CLASSES)
 
         def execute_async_v3(stream):
             double.calls.append(("IExecutionContext", "execute_async_v3", (id(self), stream), {}))
@@ -345,6 +398,9 @@ class _Context(StrictObject):
             x = double.memory[addresses["input"]]
             assert x.shape == shapes["input"], "input buffer and bound shape disagree"
             out = double.memory[addresses["logits"]]
+            # TensorRT reads and writes the bound addresses as the engine's element type (FLOAT): a buffer of
+            # another type would be misread without a word; the double refuses it.
+            assert x.dtype == out.dtype == np.float32, "buffers are not of the engine's element type"
             out[...] = x.reshape(len(x), -1).mean(axis=1, keepdims=True) * np.arange(1, CLASSES + 1)
             return True
 
@@ -360,6 +416,10 @@ class _Inspector(StrictObject):
 
     def __init__(self, double: TensorRTDouble, profile: list[tuple[int, ...]]) -> None:
         def get_engine_information(fmt):
+            if not (isinstance(fmt, EnumValue) and fmt.enum == "LayerInformationFormat"):
+                raise TypeError(f"get_engine_information(): expected a LayerInformationFormat, got {fmt!r}")
+            if fmt.name != "JSON":
+                return "conv: CaskConvolution\nsoftmax: SoftMax"  # ONELINE: not JSON
             context = self._set.get("execution_context")
             double.inspected.append(context.shapes.get("input") if context is not None else None)
             dynamic = profile[0] != profile[2]
@@ -403,7 +463,10 @@ class FakeDevice:
         return id(tensor)
 
     def copy_in(self, tensor, array):
-        tensor[...] = array
+        source = np.ascontiguousarray(array)
+        if source.dtype == object:  # CudaDevice's torch.from_numpy refuses it the same way
+            raise TypeError("can't convert np.ndarray of type numpy.object_")
+        tensor[...] = source
 
     def copy_out(self, tensor):
         return tensor.copy()

@@ -21,12 +21,17 @@ from pathlib import Path
 import onnx
 
 from ..atomic import atomic_path, write_text_atomic
+from ..errors import ArtifactError
 from ..kinds import Precision
 from resnest_deploy.exporters.graph import tensor_info
 from .targets import Target
 
-_TRITON_TYPES = {"float": "TYPE_FP32", "float16": "TYPE_FP16", "double": "TYPE_FP64", "int64": "TYPE_INT64",
-                 "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
+# ONNX element type -> Triton data type (model_config.proto's DataType); ONNX types Triton has none for (FP8, INT4,
+# complex) are refused when the repository is written.
+_TRITON_TYPES = {"float": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "double": "TYPE_FP64",
+                 "int64": "TYPE_INT64", "int32": "TYPE_INT32", "int16": "TYPE_INT16", "int8": "TYPE_INT8",
+                 "uint64": "TYPE_UINT64", "uint32": "TYPE_UINT32", "uint16": "TYPE_UINT16", "uint8": "TYPE_UINT8",
+                 "bool": "TYPE_BOOL", "string": "TYPE_STRING"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,11 @@ class ModelEntry:
 
 
 def io_configs(model: onnx.ModelProto) -> tuple[list[TensorConfig], list[TensorConfig]]:
-    """Triton inputs and outputs of a graph: its names, element types and dims after the batch axis."""
+    """Triton inputs and outputs of a graph: its names, element types and dims after the batch axis.
+
+    Raises:
+        ArtifactError: An input or output of a type Triton has no data type for.
+    """
     initializers = {i.name for i in model.graph.initializer}
 
     def convert(values) -> list[TensorConfig]:
@@ -68,7 +77,9 @@ def io_configs(model: onnx.ModelProto) -> tuple[list[TensorConfig], list[TensorC
         for value in values:
             info = tensor_info(value)
             dims = tuple(d if isinstance(d, int) else -1 for d in info.shape[1:])
-            out.append(TensorConfig(info.name, _TRITON_TYPES.get(info.dtype, "TYPE_FP32"), dims))
+            if info.dtype not in _TRITON_TYPES:
+                raise ArtifactError(f"{info.name} is a {info.dtype} tensor, a type Triton cannot serve")
+            out.append(TensorConfig(info.name, _TRITON_TYPES[info.dtype], dims))
         return out
 
     return convert(v for v in model.graph.input if v.name not in initializers), convert(model.graph.output)

@@ -3,6 +3,7 @@ every command naming a model used on the runtime it was not made for."""
 
 from __future__ import annotations
 
+import os
 import json
 
 import numpy as np
@@ -95,11 +96,18 @@ def _radix_graph(parts: int, groups: int, per_group: tuple[int, int], above: str
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-@settings(max_examples=30, deadline=None)
+# The two choices that pick the rewrite's code path (what sits above the Split, how its sizes are given) are
+# enumerated, so every path is run on every `make test`; hypothesis draws the other seven dimensions within each.
+# HYPOTHESIS_PROFILE=long draws 500 per path (docs/testing.md).
+RADIX_EXAMPLES = 500 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 50
+
+
+@pytest.mark.parametrize("sizes_input", [False, True], ids=["num_outputs", "sizes"])
+@pytest.mark.parametrize("above", ["conv", "shared", "none"])
+@settings(max_examples=RADIX_EXAMPLES, deadline=None)
 @given(parts=st.integers(2, 4), groups=st.integers(1, 3), per_group=st.tuples(st.integers(1, 4), st.integers(1, 4)),
-       above=st.sampled_from(["conv", "shared", "none"]),
        between=st.lists(st.sampled_from(["Relu", "AveragePool", "MaxPool", "depthwise"]), max_size=2).map(tuple),
-       bias=st.booleans(), size=st.integers(3, 9), sizes_input=st.booleans(), named=st.booleans())
+       bias=st.booleans(), size=st.integers(3, 9), named=st.booleans())
 def test_radix_parts_are_computed_apart_exactly(parts, groups, per_group, above, between, bias, size, sizes_input,
                                                 named):
     """Any number of parts, groups per part and channels, with or without a Conv above to cut (else Slices of

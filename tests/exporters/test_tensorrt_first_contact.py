@@ -21,6 +21,7 @@ from resnest_deploy.exporters.tensorrt_env import GpuInfo, check_engine_host, ve
 from resnest_deploy.exporters.tensorrt_options import BuildOptions
 from resnest_deploy.exporters.tensorrt_options import EngineRecord
 from resnest_deploy.parity.tolerances import judgement_of
+from resnest_deploy.runners.base import InputMismatchError
 from resnest_deploy.runners.trt_runner import TrtRunner
 from tests.tensorrt_double import CLASSES, FakeDevice, install_double
 
@@ -260,8 +261,10 @@ def _installed(tmp_path, monkeypatch, name: str, version: str) -> None:
 
 @pytest.mark.parametrize("name, version, cuda", [("tensorrt-cu13", "11.4.0.106", 13),
                                                  ("tensorrt_cu12", "10.9.0.34", 12),
-                                                 ("tensorrt", "10.16.1.11", None)])
+                                                 ("tensorrt", "10.16.1.11", None),
+                                                 ("tensorrt-bindings", "10.16.1.11", None)])
 def test_the_installed_tensorrt_is_read_from_its_package_record(tmp_path, monkeypatch, name, version, cuda):
+    assert tensorrt_env.installed_tensorrt() is None  # this environment has none, and other packages are not it
     _installed(tmp_path, monkeypatch, name, version)
     assert tensorrt_env.installed_tensorrt() == (version, cuda)
 
@@ -285,3 +288,87 @@ def test_manifest_json_is_valid(monkeypatch, tmp_path, onnx_model):
     _use_double(monkeypatch, "10")
     result = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine"))
     assert json.loads(result.manifest.read_text())["engine"]["precision"] == "fp32"
+
+
+# 7. the runner's own contract, on both surfaces (the double and FakeDevice stand in for TensorRT and the GPU) -----
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_the_runner_reports_what_it_runs_and_refuses_shapes_outside_the_profile(monkeypatch, tmp_path, onnx_model,
+                                                                                 major):
+    trt = _use_double(monkeypatch, major)
+    dynamic = build_engine(BuildOptions(model=onnx_model, batch="2:4:8", output=tmp_path / "d.engine")).path
+    static = build_engine(BuildOptions(model=onnx_model, batch="4", output=tmp_path / "s.engine")).path
+    runner = TrtRunner(dynamic, backend=FakeDevice(trt))
+    assert (runner.name, runner.input_specs, runner.device) == ("tensorrt", [], 0)
+    trt.calls.clear()
+    with runner:
+        assert ("cuda", "set_device", (0,), {}) in trt.calls  # device 0 unless told
+        assert runner.name == f"tensorrt[{trt.__version__},fp32]"
+        (spec,) = runner.input_specs
+        assert (spec.name, spec.dtype, spec.shape) == ("input", np.dtype(np.float32), (None, 3, SMALL, SMALL))
+        for batch in (1, 9):
+            with pytest.raises(InputMismatchError) as info:
+                runner.infer({"input": np.zeros((batch, 3, SMALL, SMALL), np.float32)})
+            assert str(info.value) == (f"{runner.name}: input input shape [{batch}, 3, {SMALL}, {SMALL}] is outside "
+                                       f"the engine's profile [2, 3, {SMALL}, {SMALL}]..[8, 3, {SMALL}, {SMALL}]")
+        for batch in (2, 8):
+            x = np.random.default_rng(batch).normal(size=(batch, 3, SMALL, SMALL)).astype(np.float32)
+            np.testing.assert_allclose(runner.infer({"input": x})["logits"], _expected(x), rtol=1e-5)
+    with TrtRunner(static, backend=FakeDevice(trt)) as fixed:
+        assert fixed.input_specs[0].shape == (4, 3, SMALL, SMALL)
+
+
+def test_deactivate_lets_go_of_tensorrt_and_the_runner_can_start_again(monkeypatch, tmp_path, onnx_model):
+    trt = _use_double(monkeypatch, "10")
+    engine = build_engine(BuildOptions(model=onnx_model, batch="1:4:8", output=tmp_path / "m.engine")).path
+    runner = TrtRunner(engine, cuda_graph=True, backend=FakeDevice(trt))
+    runner.activate()
+    x = np.ones((2, 3, SMALL, SMALL), np.float32)
+    runner.infer({"input": x})
+    runner.deactivate()
+    assert not any(hasattr(runner, a) for a in ("_context", "_engine", "_runtime")) and runner._bound == {}
+    runner.deactivate()  # twice is harmless
+    runner.activate()
+    np.testing.assert_allclose(runner.infer({"input": 2 * x})["logits"], _expected(2 * x), rtol=1e-6)
+    runner.deactivate()
+
+
+def test_an_engine_without_its_manifest_or_that_does_not_deserialize_is_one_clear_error(monkeypatch, tmp_path,
+                                                                                        onnx_model):
+    trt = _use_double(monkeypatch, "11")
+    engine = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "m.engine")).path
+    lone = tmp_path / "lone.plan"
+    lone.write_bytes(engine.read_bytes())
+    with pytest.raises(ArtifactError) as info:
+        TrtRunner(lone, backend=FakeDevice(trt)).activate()
+    assert str(info.value) == (f"{lone}: no manifest (lone.plan.json) beside the engine; engines are checked against "
+                               "the GPU and TensorRT version they were built with")
+    engine.write_bytes(b"garbage")
+    with pytest.raises(EngineMismatchError) as info:
+        TrtRunner(engine, backend=FakeDevice(trt)).activate()
+    assert str(info.value) == ("m.engine: TensorRT could not deserialize the engine (corrupt file, or built for "
+                               "another TensorRT version or GPU)")
+
+
+def test_a_mismatched_engine_is_named_by_its_file(monkeypatch, tmp_path, onnx_model):
+    _use_double(monkeypatch, "10")
+    engine = build_engine(BuildOptions(model=onnx_model, output=tmp_path / "mine.plan")).path
+    trt = _use_double(monkeypatch, "11")
+    with pytest.raises(EngineMismatchError) as info:
+        TrtRunner(engine, backend=FakeDevice(trt)).activate()
+    assert str(info.value).startswith(f"mine.plan was built with TensorRT 10.16.1.11; this host has TensorRT "
+                                      f"{trt.__version__}: ")
+
+
+def test_without_a_gpu_the_runner_says_what_needed_one(tmp_path, onnx_model, monkeypatch):
+    from resnest_deploy.errors import GpuUnavailableError
+
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda index=0: None)
+    monkeypatch.setattr(tensorrt_env, "torch_gpu_mismatch", lambda: None)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    (tmp_path / "m.engine.json").write_text(json.dumps({"engine": {"tensorrt": "10.16.1.11"}}))
+    with pytest.raises(GpuUnavailableError) as info:
+        TrtRunner(engine, device=3).activate()
+    assert str(info.value).startswith("running a TensorRT engine needs an NVIDIA GPU and none was found (no CUDA "
+                                      "device 3 visible")
