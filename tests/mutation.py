@@ -141,6 +141,10 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="summarise the last run without running")
     parser.add_argument("mutants", nargs="*", help="mutant names to rerun (as `mutmut run` takes them)")
     args = parser.parse_args()
+    if (args.report_only or args.mutants) and not (STAGE / "mutants").is_dir():
+        print(f"no mutation run in {STAGE} to {'report on' if args.report_only else 'rerun'}: run `make mutation` "
+              "first", file=sys.stderr)
+        return 2
     started = time.monotonic()
     if not args.report_only:
         if not args.mutants:

@@ -114,14 +114,20 @@ def test_the_manifest_records_every_build_setting_under_the_names_its_readers_us
                                                                                   cached):
     """The whole ``engine`` record, field by field: the runner, parity, the bundle's version check and Triton's
     repository read these names."""
+    import types
+
+    from resnest_deploy.exporters import tensorrt_builder
+
     trt = _use_double(monkeypatch, "10")
+    clock = iter([100.0, 101.23456])  # a stand-in clock: the build "took" 1.23456 s
+    monkeypatch.setattr(tensorrt_builder, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     cache = tmp_path / "t.cache" if cached else None
     options = BuildOptions(model=onnx_model, batch="2:4:8", timing_cache=cache, output=tmp_path / "m.engine",
                            opt_level=2, workspace_gib=1.5)
     result = build_engine(options)
     engine = json.loads(result.manifest.read_text(encoding="utf-8"))["engine"]
     seconds = engine.pop("build_seconds")
-    assert isinstance(seconds, float) and 0 <= seconds < 600 and seconds == round(seconds, 2)
+    assert seconds == 1.23 and isinstance(seconds, float)
     shape = [3, SMALL, SMALL]
     assert engine == {
         "tensorrt": trt.__version__, "gpu": FAKE_GPU.to_dict(), "hardware_compat": "none",
