@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -41,7 +42,7 @@ from resnest_deploy.models.config import HEAD
 from resnest_deploy.progress import ProgressFn
 
 from .int8 import Method, collect_ranges
-from .layers import PART_MARK, layer_map
+from .layers import PART_MARK, LayerMap, layer_map
 
 # The quantizer's calibration method for each of ours (the cache names it; ranges are ours either way).
 _ORT_METHOD = {"max": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -268,33 +269,77 @@ def quantize_for_cpu(model: onnx.ModelProto, data: np.ndarray, *, method: str, s
     Raises:
         ConfigError: An ``exclude`` pattern matches nothing.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
+    return prepare_cpu(model, data, method=method, stage_names=stage_names, exclude=exclude,
+                       progress=progress).build()
+
+
+@dataclass(frozen=True)
+class CpuQuantizer:
+    """A float graph rewritten, pre-processed and calibrated once, quantized as often as asked with different
+    stages kept float (the accuracy-budget search builds many mixes from one calibration).
+
+    Attributes:
+        prepared: The pre-processed graph (serialized, nodes named).
+        layers: Its layer map.
+        ranges: ONNX Runtime ``TensorsData`` over the calibration images.
+        method: The calibration method.
+        exclude: ``--exclude`` patterns, always kept float.
+    """
+
+    prepared: bytes
+    layers: LayerMap
+    ranges: Any
+    method: str
+    exclude: tuple[str, ...]
+
+    def blocks(self) -> list[str]:
+        """Stages with something to quantize: every stage but the classifier (always float) and those
+        ``--exclude`` keeps float whole."""
+        patterns = (*self.exclude, HEAD)
+        quantized = {self.layers.stages[n] for n in self.layers.layers if not self.layers.matches(n, patterns)}
+        return [s for s in self.layers.stage_names if s in quantized]
+
+    def build(self, keep_float: Sequence[str] = ()) -> onnx.ModelProto:
+        """The INT8 graph with ``--exclude``, the classifier and the ``keep_float`` stages in float."""
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.calibrate import save_tensors_data
+
+        patterns = (*self.exclude, *keep_float, HEAD)  # the classifier stays float: 8-bit logits flip top-1
+        kept_float = [name for name in self.layers.layers if self.layers.matches(name, patterns)]
+        with tempfile.TemporaryDirectory(prefix="resnest-deploy-cpu-int8-") as tmp:
+            pre, cache, out = (Path(tmp) / n for n in ("pre.onnx", "ranges.json", "int8.onnx"))
+            pre.write_bytes(self.prepared)
+            save_tensors_data(self.ranges, cache)
+            with _quiet():
+                quantize_static(
+                    str(pre), str(out), None, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=True, calibration_cache_path=str(cache),
+                    calibrate_method=getattr(CalibrationMethod, _ORT_METHOD[self.method]),
+                    nodes_to_exclude=kept_float)
+            return onnx.load(str(out))
+
+
+def prepare_cpu(model: onnx.ModelProto, data: np.ndarray, *, method: str, stage_names: Sequence[str],
+                exclude: Sequence[str] = (), progress: ProgressFn | None = None) -> CpuQuantizer:
+    """Rewrite, pre-process and calibrate ``model`` once (arguments as :func:`quantize_for_cpu`).
+
+    Raises:
+        ConfigError: An ``exclude`` pattern matches nothing.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory(prefix="resnest-deploy-cpu-int8-") as tmp:
-        rewritten, pre, cache, out = (Path(tmp) / n for n in ("rewritten.onnx", "pre.onnx", "ranges.json",
-                                                              "int8.onnx"))
+        rewritten, pre = Path(tmp) / "rewritten.onnx", Path(tmp) / "pre.onnx"
         onnx.save_model(cpu_rewrite(model), str(rewritten))
         with _quiet():
             quant_pre_process(str(rewritten), str(pre))
         prepared = onnx.load(str(pre))
-        name_nodes(prepared)
-        onnx.save_model(prepared, str(pre))
-        layers = layer_map(prepared, stage_names)
-        layers.check_patterns(exclude, "--exclude")
-        patterns = (*exclude, HEAD)  # the classifier stays float: 8-bit logits flip close top-1 classes
-        kept_float = [name for name in layers.layers if layers.matches(name, patterns)]
-        ranges = collect_ranges(prepared, None, data, method=Method(method).value, symmetric=False, per_call=8,
-                                progress=progress)
-        save_tensors_data(ranges, cache)
-        with _quiet():
-            quantize_static(
-                str(pre), str(out), None, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, per_channel=True, calibration_cache_path=str(cache),
-                calibrate_method=getattr(CalibrationMethod, _ORT_METHOD[Method(method).value]),
-                nodes_to_exclude=kept_float)
-        return onnx.load(str(out))
+    name_nodes(prepared)
+    layers = layer_map(prepared, stage_names)
+    layers.check_patterns(exclude, "--exclude")
+    ranges = collect_ranges(prepared, None, data, method=Method(method).value, symmetric=False, per_call=8,
+                            progress=progress)
+    return CpuQuantizer(prepared.SerializeToString(), layers, ranges, Method(method).value, tuple(exclude))
 
 
 @contextlib.contextmanager

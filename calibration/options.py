@@ -10,6 +10,7 @@ from resnest_deploy.errors import MAX_CALIB, MAX_SAMPLES, ConfigError, check_min
 from resnest_deploy.exporters.options import MAX_IMG_SIZE, MIN_IMG_SIZE
 from resnest_deploy.kinds import Precision, Runtime
 
+from .budget import ACCURACY, AGREEMENT, DEFAULT_MAX_TRIALS, check_limit
 from .dataset import DEFAULT_CALIB_SIZE, SYNTHETIC, CalibrationSelection, check_source
 from .fp16 import DEFAULT_KEEP_FP32_OPS
 from .int8 import Method
@@ -48,6 +49,13 @@ class QuantizeOptions:
         target: INT8 only: ``tensorrt`` (default) or ``cpu`` (ONNX Runtime's CPU provider, docs/quantization.md).
         high_precision: INT8 for TensorRT only: the type of everything outside the Q/DQ pairs, ``fp16`` (None:
             the default) or ``fp32``. TensorRT runs a strongly typed graph as typed.
+        accuracy_data: INT8 with a budget: the images the budget is measured on (labelled class-per-subfolder
+            tree for ``max_accuracy_drop``; any images for ``min_agreement``).
+        max_accuracy_drop: Keep blocks float until top-1 is within this many points of FP32's on
+            ``accuracy_data`` (:mod:`~resnest_deploy.calibration.budget`).
+        min_agreement: Or until top-1 agrees with FP32 on at least this fraction of ``accuracy_data``.
+        class_index: Folder name -> class index file for labelled ``accuracy_data`` (parity's ``--class-index``).
+        max_trials: The most mixes the budget search measures.
     """
 
     model: Path
@@ -68,6 +76,20 @@ class QuantizeOptions:
     verify_samples: int = 64
     target: Runtime | str = Runtime.tensorrt
     high_precision: str | None = None
+    accuracy_data: str | None = None
+    max_accuracy_drop: float | None = None
+    min_agreement: float | None = None
+    class_index: Path | None = None
+    max_trials: int = DEFAULT_MAX_TRIALS
+
+    @property
+    def budget(self) -> tuple[str, float] | None:
+        """(``accuracy`` or ``agreement``, limit) when an accuracy budget is asked for, else None."""
+        if self.max_accuracy_drop is not None:
+            return ACCURACY, self.max_accuracy_drop
+        if self.min_agreement is not None:
+            return AGREEMENT, self.min_agreement
+        return None
 
     @property
     def float_type(self) -> str | None:
@@ -126,3 +148,30 @@ def validate_options(options: QuantizeOptions) -> None:
         raise ConfigError("--exclude and --keep-fp32 take non-empty patterns")
     if options.calib_data and not isinstance(options.calib_data, CalibrationSelection):
         check_source(options.calib_data)
+    _validate_budget(options)
+
+
+def _validate_budget(options: QuantizeOptions) -> None:
+    """The accuracy-budget options: one goal, for INT8, with data that exists.
+
+    Raises:
+        ConfigError: The first invalid option or combination.
+    """
+    if options.max_accuracy_drop is not None and options.min_agreement is not None:
+        raise ConfigError("give --max-accuracy-drop (labelled data) or --min-agreement (any images), not both")
+    budget = options.budget
+    if budget is None:
+        if options.accuracy_data or options.class_index is not None:
+            raise ConfigError("--accuracy-data and --class-index go with --max-accuracy-drop or --min-agreement")
+        return
+    check_limit(*budget)
+    if options.precision != Precision.int8:
+        raise ConfigError("an accuracy budget applies to --precision int8 (it chooses which blocks stay float)")
+    if not options.accuracy_data:
+        raise ConfigError(f"{'--max-accuracy-drop' if budget[0] == ACCURACY else '--min-agreement'} needs "
+                          "--accuracy-data DIR: the images the budget is measured on")
+    if not Path(options.accuracy_data).is_dir():
+        raise ConfigError(f"--accuracy-data {options.accuracy_data}: not a folder of images")
+    if options.class_index is not None and budget[0] != ACCURACY:
+        raise ConfigError("--class-index maps labels for --max-accuracy-drop; --min-agreement needs no labels")
+    check_minimums(("--max-trials", options.max_trials, 1, 10_000))

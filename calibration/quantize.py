@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import onnx
 from resnest_deploy import interrupts
 from resnest_deploy.atomic import atomic_paths
 from resnest_deploy.checks import Check, failures
-from resnest_deploy.errors import ArtifactError, ConfigError, VerificationError
+from resnest_deploy.errors import ArtifactError, BudgetNotMetError, ConfigError, VerificationError
 from resnest_deploy.exporters.graph import check_fits, inspect_onnx, load_onnx, tensor_info
 from resnest_deploy.exporters.graph_index import default_opset, name_nodes
 from resnest_deploy.exporters.metadata import ArtifactMeta, manifest_path, manifest_text, read_metadata, write_metadata
@@ -34,7 +34,9 @@ from resnest_deploy.progress import ProgressFn, ignore
 from resnest_deploy.stages import stage_durations
 from resnest_deploy.versions import library_versions
 
-from .cpu_int8 import quantize_for_cpu
+from .accuracy import AccuracyData, load_accuracy_data
+from .budgeted import BudgetOutcome, run_budget
+from .cpu_int8 import prepare_cpu
 from .dataset import SYNTHETIC, CalibrationData, load_calibration
 from .fp16 import convert_fp16, fp16_around_qdq
 from .int8 import Method, QdqPlacement, calibrate, insert_qdq, place_qdq
@@ -58,6 +60,7 @@ class QuantizeResult:
     suggested_exclude: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    budget: dict[str, Any] | None = None
 
 
 @dataclass
@@ -80,6 +83,7 @@ class _Converted:
     placement: QdqPlacement | None = None
     sensitivity: list[BlockSensitivity] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
+    budget: BudgetOutcome | None = None
 
 
 def resolve_meta(model: onnx.ModelProto, path: Path, arch: str | None, img_size: int | None) -> ArtifactMeta:
@@ -126,22 +130,26 @@ def quantize_onnx(options: QuantizeOptions, *, progress: ProgressFn | None = Non
     starts: dict[str, float] = {}
 
     def stage(name: str, done: int = 0, total: int | None = 1) -> None:
-        if name not in starts:
-            starts[name] = time.perf_counter()
-            interrupts.set_stage(f"quantize: {name}")
+        key = name.split(" (", 1)[0]  # "accuracy budget (best ...)" is timed as "accuracy budget"
+        if key not in starts:
+            starts[key] = time.perf_counter()
+            interrupts.set_stage(f"quantize: {key}")
         report(name, done, total)
 
     stage("load")
     source = _load(options)
+    accuracy = _accuracy_data(options, source, stage)
     with interrupts.producing(source.output), interrupts.stage("quantize"):
         calib, verify_x = _calibration_data(options, source.meta, stage)
         if options.precision == Precision.fp16:
             stage("convert")
             converted = _to_fp16(options, source)
         elif options.target == Runtime.cpu:
-            converted = _to_cpu_int8(options, source, calib, stage)
+            converted = _to_cpu_int8(options, source, calib, stage, accuracy)
         else:
-            converted = _to_int8(options, source, calib, verify_x, stage)
+            converted = _to_int8(options, source, calib, verify_x, stage, accuracy)
+        if converted.budget is not None and not converted.budget.met:
+            source = _over_budget(source)
         if calib is not None and "calibration" not in converted.record:
             converted.record["verification_data"] = calib.record()
         stage("verify")
@@ -160,8 +168,52 @@ def quantize_onnx(options: QuantizeOptions, *, progress: ProgressFn | None = Non
                 suggested_exclude=converted.suggestions, warnings=warnings, timings_s=timings)
 
         new_meta = _write(converted, source, Precision(options.precision).value, target, describe)
+    budget = converted.budget.record if converted.budget is not None else None
+    if converted.budget is not None and not converted.budget.met:
+        raise _not_met(converted.budget, source.output)
     return QuantizeResult(source.output, manifest_path(source.output), new_meta, agreement, rules, calib,
-                          converted.placement, converted.sensitivity, converted.suggestions, warnings, timings)
+                          converted.placement, converted.sensitivity, converted.suggestions, warnings, timings,
+                          budget)
+
+
+def _accuracy_data(options: QuantizeOptions, source: _Source, stage: ProgressFn) -> AccuracyData | None:
+    """The accuracy-budget images, read before any calibration (too few to resolve the budget is an error)."""
+    if options.budget is None or options.accuracy_data is None:
+        return None
+    stage("accuracy data")
+    kind, limit = options.budget
+    return load_accuracy_data(options.accuracy_data, source.meta.input, kind=kind, limit=limit,
+                              num_classes=source.meta.num_classes, class_index=options.class_index, progress=stage)
+
+
+def _search(options: QuantizeOptions, source: _Source, build: Callable[[tuple[str, ...]], onnx.ModelProto],
+            blocks: list[str], accuracy: AccuracyData, stage: ProgressFn) -> BudgetOutcome:
+    stage("accuracy budget", 0, options.max_trials)
+    assert options.budget is not None
+    kind, limit = options.budget
+    return run_budget(source.model, build, blocks, accuracy, kind=kind, limit=limit,
+                      target=Runtime(options.target).value, max_trials=options.max_trials, progress=stage)
+
+
+def _over_budget(source: _Source) -> _Source:
+    """The source with its output renamed ``<name>.over-budget.onnx``: the best mix found is kept, under a name no
+    one takes for a graph that met its budget."""
+    name = source.output.name.removesuffix(".onnx") + ".over-budget.onnx"
+    output = source.output.with_name(name)
+    check_output(output)
+    check_output(manifest_path(output))
+    return replace(source, output=output)
+
+
+def _not_met(outcome: BudgetOutcome, path: Path) -> BudgetNotMetError:
+    record = outcome.record
+    best = record["int8"]
+    kept = best["kept_float"]
+    reason = {"max-trials": f"--max-trials {record['max_trials']} reached",
+              "exhausted": "every block but one kept float"}.get(outcome.result.stop, outcome.result.stop)
+    return BudgetNotMetError(
+        f"no mix meets the budget ({record['goal']['description']}): the best found scores {best['score']:.2f}% "
+        f"with {len(kept)} block(s) float ({reason}); wrote it as {path}", path=str(path))
 
 
 def _load(options: QuantizeOptions) -> _Source:
@@ -226,7 +278,7 @@ def _to_fp16(options: QuantizeOptions, source: _Source) -> _Converted:
 
 
 def _to_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData | None, verify_x: np.ndarray,
-             stage: ProgressFn) -> _Converted:
+             stage: ProgressFn, accuracy: AccuracyData | None = None) -> _Converted:
     assert calib is not None  # validate_options demands calibration data for INT8
     source.layers.check_patterns(options.exclude, "--exclude", extra=_residual_names(source))
     placement = place_qdq(source.model, source.layers, exclude=options.exclude,
@@ -239,40 +291,56 @@ def _to_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData |
     amax = calibrate(source.model, wanted, calib.array, method=Method(options.method).value,
                      progress=stage)
     interrupts.check()
-    stage("convert")
     high = options.float_type
-    model = insert_qdq(source.model, placement, amax, fp16_scales=high == "fp16")
-    if high == "fp16":
-        model = fp16_around_qdq(model, source.layers.stage_names, keep_fp32_ops=options.keep_fp32_ops)
-    converted = _Converted(model, {}, placement)
+    blocks = placement.blocks()
+
+    def plan_for(kept: tuple[str, ...]) -> QdqPlacement:
+        return placement.only([b for b in blocks if b not in kept]) if kept else placement
+
+    def build(kept: tuple[str, ...]) -> onnx.ModelProto:
+        model = insert_qdq(source.model, plan_for(kept), amax, fp16_scales=high == "fp16")
+        return fp16_around_qdq(model, source.layers.stage_names, keep_fp32_ops=options.keep_fp32_ops) \
+            if high == "fp16" else model
+
+    outcome = _search(options, source, build, blocks, accuracy, stage) if accuracy is not None else None
+    stage("convert")
+    chosen = plan_for(outcome.result.chosen.kept) if outcome is not None else placement
+    converted = _Converted(outcome.model if outcome is not None else build(()), {}, chosen, budget=outcome)
     if options.sensitivity:
         converted.sensitivity, converted.suggestions = block_sensitivity(
             source.model, placement, amax, verify_x[:32], progress=stage)
     method = Method(options.method).value
+    quantized = {u.owner for u in chosen.uses if u.kind == "weight"}
     converted.record = {
         "precision": "int8", "method": method, "calibrator": f"onnxruntime.quantization ({method})",
         "calibration": calib.record(), "exclude": list(options.exclude),
         "quantize_attention": options.quantize_attention, "high_precision": high,
         "keep_fp32_ops": list(options.keep_fp32_ops),
-        "quantized_layers": sum(1 for u in placement.uses if u.kind == "weight"),
-        "float_layers": sorted({u.owner for u in placement.excluded if u.kind == "weight"}),
+        "quantized_layers": len(quantized),
+        "float_layers": sorted({u.owner for u in placement.excluded if u.kind == "weight"}
+                               | {u.owner for u in placement.uses if u.kind == "weight"} - quantized),
+        **({"accuracy_budget": outcome.record} if outcome is not None else {}),
     }
     return converted
 
 
 def _to_cpu_int8(options: QuantizeOptions, source: _Source, calib: CalibrationData | None,
-                 stage: ProgressFn) -> _Converted:
+                 stage: ProgressFn, accuracy: AccuracyData | None = None) -> _Converted:
     assert calib is not None  # validate_options demands calibration data for INT8
     stage("calibrate")
     method = Method(options.method).value
-    model = quantize_for_cpu(source.model, calib.array, method=method, stage_names=source.layers.stage_names,
-                             exclude=options.exclude, progress=stage)
+    quantizer = prepare_cpu(source.model, calib.array, method=method, stage_names=source.layers.stage_names,
+                            exclude=options.exclude, progress=stage)
     interrupts.check()
+    outcome = _search(options, source, quantizer.build, quantizer.blocks(), accuracy, stage) \
+        if accuracy is not None else None
     stage("convert")
+    model = outcome.model if outcome is not None else quantizer.build()
     record = {"precision": "int8", "target": "cpu", "method": method, "format": "QDQ U8S8, per-channel weights",
               "quantizer": "onnxruntime.quantization.quantize_static (ranges from this tool's calibration)",
-              "calibration": calib.record(), "exclude": list(options.exclude)}
-    return _Converted(model, record)
+              "calibration": calib.record(), "exclude": list(options.exclude),
+              **({"accuracy_budget": outcome.record} if outcome is not None else {})}
+    return _Converted(model, record, budget=outcome)
 
 
 def _residual_names(source: _Source) -> list[str]:

@@ -61,6 +61,15 @@ class VerificationError(ResnestDeployError):
         self.details = list(details or [])
 
 
+class BudgetNotMetError(VerificationError):
+    """No mix of INT8 and float blocks met the accuracy budget; the best one found was written under a name that
+    says so (``path``)."""
+
+    def __init__(self, message: str, *, path: str, details: list[str] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.path = path
+
+
 class GpuUnavailableError(ResnestDeployError):
     """A step needs an NVIDIA GPU (and TensorRT), and this machine has none."""
 

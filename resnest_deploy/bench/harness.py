@@ -32,7 +32,7 @@ from ..models.synthetic import synthetic_images
 from ..runners.factory import open_artifact_runner, target_note
 from .contenders import EagerContender, RunSync, eager_contenders, runner_call
 from .options import BenchOptions, validate_options
-from .timing import Contender, LatencyStats, environment, measure_interleaved
+from ..timing import Contender, LatencyStats, environment, measure_interleaved
 
 
 

@@ -9,8 +9,9 @@ import typer
 
 from ..deploy.options import CPU_MODELS, DeployOptions
 from ..kinds import Precision
-from .options import (FLAG, Arch, BenchBatch, CalibData, CalibSize, Data, ImgSize, Iters, Profile, Samples, Seed,
-                      Warmup, Weights, comma_list, defaults, invocation, one_of)
+from .options import (FLAG, AccuracyData, Arch, BenchBatch, CalibData, CalibSize, Data, ImgSize, Iters,
+                      MaxAccuracyDrop, MinAgreement, Profile, Samples, Seed, Warmup, Weights, comma_list, defaults,
+                      invocation, one_of)
 from .render import print_table
 
 _D = defaults(DeployOptions)
@@ -48,9 +49,11 @@ def deploy(
         help="What the Triton repository serves on CPUs: fp32, or int8 (an INT8 graph made for ONNX Runtime's CPU "
              "kernels, measured faster than FP32 on every family, least on ResNeXt: docs/benchmarks.md; needs "
              "--calib-data).")] = _D.cpu_precision,
-    wait: Annotated[bool, typer.Option("--wait", metavar=FLAG,
-                                       help="If another deploy is using the run folder, wait for it to finish.")]
-    = _D.wait,
+    wait: Annotated[bool, typer.Option("--wait", metavar=FLAG, help="If another deploy is using the run folder, wait for "
+                                                                    "it to finish.")] = _D.wait,
+    max_accuracy_drop: MaxAccuracyDrop = _D.max_accuracy_drop,
+    min_agreement: MinAgreement = _D.min_agreement,
+    accuracy_data: AccuracyData = _D.accuracy_data,
     as_json: Annotated[bool, typer.Option("--json", metavar=FLAG,
                                           help="Print the run's summary.json instead of the table.")] = False,
 ) -> None:
@@ -63,7 +66,9 @@ def deploy(
         arch=arch, weights=weights, precisions=tuple(precisions) if precisions else None, calib_data=calib_data,
         calib_size=calib_size, data=data, targets=targets, profile=profile, output=output, force=force,
         dry_run=dry_run, samples=samples, bench_batches=tuple(bench_batch), iters=iters, warmup=warmup, seed=seed,
-        img_size=img_size, cpu_precision=cpu_precision, wait=wait, command=invocation())
+        img_size=img_size, cpu_precision=cpu_precision, wait=wait, command=invocation(),
+        max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
+        accuracy_data=Path(accuracy_data) if accuracy_data else None)
     with progress_bar(f"deploy {arch}") as update:
         result = run_deploy(options, progress=update)
     if as_json and result.summary is not None:

@@ -105,6 +105,20 @@ ImgSize = Annotated[int | None, typer.Option("--img-size", min=1, metavar="N",
 Samples = Annotated[int, typer.Option("--samples", min=1, metavar="N", help="Inputs compared with eager.")]
 Warmup = Annotated[int, typer.Option("--warmup", min=0, metavar="N", help="Untimed rounds before measuring.")]
 Iters = Annotated[int, typer.Option("--iters", min=1, metavar="N", help="Timed rounds (each runs every contender).")]
+AccuracyData = Annotated[str | None, typer.Option(
+    "--accuracy-data", metavar="DIR", help="Images an INT8 accuracy budget is measured on: a class-per-subfolder "
+                                           "tree for --max-accuracy-drop, any images for --min-agreement.")]
+MaxAccuracyDrop = Annotated[float | None, typer.Option(
+    "--max-accuracy-drop", metavar="PTS", help="INT8: keep the most harmful blocks float until top-1 on "
+    "--accuracy-data is within PTS points of FP32 (none in budget: exit 1, best mix written as *.over-budget.onnx).")]
+MinAgreement = Annotated[float | None, typer.Option(
+    "--min-agreement", metavar="FRACTION", help="INT8: as --max-accuracy-drop, for unlabelled images: top-1 "
+                                                "agreement with FP32 of at least FRACTION (0.99).")]
+ClassIndex = Annotated[Path | None, typer.Option(
+    "--class-index", metavar="FILE", help="Class folders -> indices: JSON (name->index, Keras index->[synset,label], "
+                                          "list) or text, one class per line.")]
+MaxTrials = Annotated[int, typer.Option("--max-trials", min=1, metavar="N",
+                                        help="The most mixes an accuracy-budget search measures.")]
 Data = Annotated[Path | None, typer.Option(
     "--data", metavar="DIR", help="Folder of images (class folders give accuracy and Triton's labels) [default: "
                                   "seeded synthetic inputs].")]

@@ -10,7 +10,7 @@ import typer
 from ..checks import Check
 from ..parity.options import DEFAULT_SAMPLES, ParityOptions
 from ..runners.ort_runner import Provider
-from .options import FLAG, defaults
+from .options import FLAG, ClassIndex, defaults
 from .render import print_checks, print_table
 
 _D = defaults(ParityOptions)
@@ -46,9 +46,7 @@ def parity(
     localize: Annotated[bool, typer.Option("--localize", metavar=FLAG,
                                            help="On failure, find the first diverging block.")] = _D.localize,
     tol: Annotated[list[str], typer.Option("--tol", metavar="METRIC=VALUE", help="Override a limit, e.g. --tol cosine_min=0.999.")] = [],  # noqa: B006
-    class_index: Annotated[Path | None, typer.Option(
-        metavar="FILE", help="Class folders -> indices: JSON (name->index, Keras index->[synset,label], list) or text, one class "
-             "per line.")] = _D.class_index,
+    class_index: ClassIndex = _D.class_index,
     provider: Annotated[Provider, typer.Option(metavar="auto|cuda|tensorrt|cpu", help="ONNX Runtime provider.")] = _D.provider,
     seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of synthetic inputs and sampling.")] = _D.seed,
     triton: Annotated[str | None, typer.Option(
@@ -94,6 +92,17 @@ def _print_result(result) -> None:
             ("eager", f"{acc['eager_top1']:.2%}", f"{acc['eager_top5']:.2%}"),
             ("artifact", f"{acc['artifact_top1']:.2%}", f"{acc['artifact_top5']:.2%}"),
         ])
+    if result.budget and "error" not in result.budget:
+        b = result.budget
+        kept = ", ".join(f"{k['block']}" + (f" ({k['points_lost_alone']:.2f} pt alone"
+                                              + (f", {k['latency_cost_ms']:+.2f} ms" if k.get("latency_cost_ms")
+                                                 is not None else "") + ")" if k.get("points_lost_alone") is not None
+                                             else "") for k in b["kept_float"]) or "none"
+        typer.echo(f"accuracy budget ({'met' if b['met'] else 'NOT met'}, measured by quantize on {b['images']} "
+                   f"images): {b['goal']}; INT8 plain {b['plain_int8']:.2f}%, chosen {b['int8']:.2f}%; kept float: "
+                   f"{kept}")
+    elif result.budget:
+        typer.secho(f"warning: {result.budget['error']}", fg="yellow", err=True)
     if result.flips:
         print_table(f"class flips ({len(result.flips)})", ("input", "eager", "artifact"),
                     [(f.sample, str(f.eager), str(f.artifact)) for f in result.flips[:10]])

@@ -11,7 +11,7 @@ from resnest_deploy.calibration.int8 import Method
 from resnest_deploy.calibration.options import QUANTIZED, QuantizeOptions
 
 from ..kinds import Precision, Runtime
-from .options import FLAG, defaults, one_of
+from .options import FLAG, AccuracyData, ClassIndex, MaxAccuracyDrop, MaxTrials, MinAgreement, defaults, one_of
 from .render import print_checks, print_table
 
 _D = defaults(QuantizeOptions)
@@ -45,14 +45,18 @@ def quantize(
     output: Annotated[str | None, typer.Option(metavar="PATH",
         help="Target .onnx, or an existing folder [default: <model>.<precision>.onnx].")] = _D.output,
     arch: Annotated[str | None, typer.Option(metavar="ARCH", help="Architecture, for ONNX files without metadata.")] = _D.arch,
-    img_size: Annotated[int | None, typer.Option(min=1, metavar="N", help="Input size, for ONNX files without metadata.")]
-    = _D.img_size,
+    img_size: Annotated[int | None, typer.Option(min=1, metavar="N", help="Input size, for ONNX without metadata.")] = _D.img_size,
     seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of the image sampling.")] = _D.seed,
     cache_dir: Annotated[str | None, typer.Option(
         metavar="DIR", help="Calibration cache [default: ~/.cache/resnest-deploy].")]
     = _D.cache_dir,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", metavar=FLAG,
                                         help="Cache preprocessed calibration images.")] = _D.use_cache,
+    accuracy_data: AccuracyData = _D.accuracy_data,
+    max_accuracy_drop: MaxAccuracyDrop = _D.max_accuracy_drop,
+    min_agreement: MinAgreement = _D.min_agreement,
+    class_index: ClassIndex = _D.class_index,
+    max_trials: MaxTrials = _D.max_trials,
     runtime: Annotated[Runtime, typer.Option("--runtime", metavar="tensorrt|cpu", parser=one_of(Runtime),
         help="INT8: tensorrt (signed Q/DQ placed for TensorRT's fusions) or cpu (U8S8 for ONNX Runtime's CPU "
              "kernels, written as <model>.int8-cpu.onnx; measured faster than FP32 on every family, least on "
@@ -67,6 +71,8 @@ def quantize(
         method=method, exclude=tuple(exclude), quantize_attention=quantize_attention,
         keep_fp32_ops=tuple(keep_fp32), seed=seed, arch=arch, img_size=img_size, cache_dir=cache_dir,
         use_cache=cache, sensitivity=sensitivity, target=runtime, high_precision=high_precision,
+        accuracy_data=accuracy_data, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
+        class_index=class_index, max_trials=max_trials,
     )
     with progress_bar(f"quantizing to {precision.value}") as update:
         result = quantize_onnx(options, progress=update)
@@ -98,7 +104,25 @@ def _print_result(result) -> None:
                     [(s.block, str(s.sites), f"{s.error:.3g}", f"{s.top1_agreement:.2%}") for s in result.sensitivity])
         hint = " ".join(f"--exclude '{p}'" for p in result.suggested_exclude)
         typer.echo(f"suggested: {hint}" if hint else "suggested: no block stands out; nothing to exclude")
+    if result.budget is not None:
+        _print_budget(result.budget)
     typer.echo(f"wrote {result.path} and {result.path.name}.json ({result.meta.precision})")
+
+
+def _print_budget(budget: dict) -> None:
+    goal, fp32, plain, chosen = budget["goal"], budget["fp32"], budget["plain_int8"], budget["int8"]
+    unit = "top-1" if goal["kind"] == "accuracy" else "agreement"
+    rows = [("FP32", f"{fp32['score']:.2f}%" if goal["kind"] == "accuracy" else "100.00%", "-", "")]
+    rows += [("INT8 plain", f"{plain['score']:.2f}%", "0", ""),
+             ("INT8 chosen", f"{chosen['score']:.2f}%", str(len(chosen["kept_float"])),
+              ", ".join(chosen["kept_float"]))]
+    print_table(f"accuracy budget: {goal['description']} on {budget['data']['images']} images "
+                f"({budget['trials_run']} trials)", ("graph", unit, "float blocks", "kept float"), rows)
+    latency = budget.get("latency")
+    if latency:
+        typer.echo(f"CPU latency (batch {latency['batch']}, interleaved): chosen {latency['speedup_vs_fp32']:.2f}x "
+                   f"FP32, plain INT8 {latency['plain_speedup_vs_fp32']:.2f}x; kept blocks cost "
+                   + (", ".join(f"{b} {ms:+.2f} ms" for b, ms in latency["cost_ms"].items()) or "nothing"))
 
 
 def register(app: typer.Typer) -> None:

@@ -35,9 +35,25 @@ def quantize(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions, calibr
 def quantize_options(fp32: Path, out: Path, kind: ArtifactKind, o: DeployOptions, calibration):
     from resnest_deploy.calibration.options import QuantizeOptions
 
-    calib = calibration if kind.precision == "int8" else None
-    return QuantizeOptions(model=fp32, precision=kind.precision, output=out, calib_data=calib,
-                           calib_size=o.calib_size, seed=o.seed, target=kind.runtime)
+    int8 = kind.precision == "int8"
+    budget = {"accuracy_data": str(o.accuracy_data) if o.accuracy_data else None,
+              "max_accuracy_drop": o.max_accuracy_drop, "min_agreement": o.min_agreement} if int8 else {}
+    return QuantizeOptions(model=fp32, precision=kind.precision, output=out, calib_data=calibration if int8 else None,
+                           calib_size=o.calib_size, seed=o.seed, target=kind.runtime, **budget)
+
+
+def budget_key(o: DeployOptions) -> dict[str, object]:
+    """What an INT8 step's accuracy budget depends on: the limit and the accuracy images (file list, sizes, times)."""
+    if o.max_accuracy_drop is None and o.min_agreement is None:
+        return {}
+    from resnest_deploy.calibration.dataset import file_list_key
+    from resnest_deploy.calibration.images import find_images
+    from resnest_deploy.models import get_config
+
+    assert o.accuracy_data is not None  # settled by pipeline.validate
+    files = find_images(o.accuracy_data).files
+    return {"budget": {"max_accuracy_drop": o.max_accuracy_drop, "min_agreement": o.min_agreement,
+                       "data": file_list_key(files, get_config(o.arch).input)}}
 
 
 def parity(artifact: Path, report: Path, o: DeployOptions, *, batch: int) -> Outcome:

@@ -38,6 +38,11 @@ class DeployOptions:
             for ONNX Runtime's CPU kernels; needs ``calib_data``).
         command: The command line that asked for the run, recorded in its summary and report.
         wait: When another deploy holds the run folder, wait for it instead of refusing at once.
+        max_accuracy_drop: INT8 graphs keep their most harmful blocks float until top-1 on ``accuracy_data`` is
+            within this many points of FP32 (``quantize --max-accuracy-drop``).
+        min_agreement: Or until top-1 agrees with FP32 on this fraction of ``accuracy_data``.
+        accuracy_data: The images the budget is measured on [default: ``data`` when it is labelled (any images
+            for ``min_agreement``)].
     """
 
     arch: str
@@ -60,6 +65,9 @@ class DeployOptions:
     cpu_precision: Precision | str = Precision.fp32
     wait: bool = False
     command: tuple[str, ...] = ()
+    max_accuracy_drop: float | None = None
+    min_agreement: float | None = None
+    accuracy_data: Path | None = None
 
     @property
     def run_dir(self) -> Path:

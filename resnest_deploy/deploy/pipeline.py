@@ -82,6 +82,7 @@ def validate(options: DeployOptions) -> Settled:
     if int8 and not o.calib_data:
         raise ConfigError("INT8 needs --calib-data: a folder or list file of representative images ('synthetic' "
                           "only checks the pipeline); or leave int8 out of --precisions and --cpu-precision")
+    o = _accuracy_data(o, int8)
     parse_batch(o.profile)
     check_minimums(("--calib-size", o.calib_size, 1, MAX_CALIB))
     check_output(o.run_dir, folder=True)
@@ -123,6 +124,37 @@ def _replace(options: DeployOptions, **changes: object) -> DeployOptions:
     from dataclasses import replace
 
     return replace(options, **changes)
+
+
+def _accuracy_data(o: DeployOptions, int8: bool) -> DeployOptions:
+    """Settle the accuracy budget's images: ``--accuracy-data``, else ``--data`` when it can serve (labelled, for
+    ``--max-accuracy-drop``).
+
+    Raises:
+        ConfigError: A budget without INT8, or without images to measure it on.
+    """
+    if o.max_accuracy_drop is None and o.min_agreement is None:
+        if o.accuracy_data is not None:
+            raise ConfigError("--accuracy-data goes with --max-accuracy-drop or --min-agreement")
+        return o
+    if not int8:
+        raise ConfigError("an accuracy budget applies to INT8 graphs: add int8 to --precisions (or --cpu-precision "
+                          "int8) and --calib-data")
+    if o.accuracy_data is not None or o.data is None:
+        if o.accuracy_data is None:
+            raise ConfigError("an accuracy budget needs --accuracy-data DIR (or a labelled --data folder)")
+        return o
+    if o.max_accuracy_drop is not None:
+        from resnest_deploy.calibration.images import SPLIT_NAMES, find_images
+
+        images = find_images(o.data)
+        if not images.is_class_tree or set(images.classes) <= SPLIT_NAMES:
+            why = "not a class-per-subfolder tree" if not images.is_class_tree else "a dataset root split into " \
+                + ", ".join(images.classes)
+            raise ConfigError(f"--max-accuracy-drop needs labelled images and --data {o.data} has none ({why}); "
+                              "give --accuracy-data DIR")
+        # how its folders map to the model's classes is checked by quantize, which knows the checkpoint's classes
+    return _replace(o, accuracy_data=o.data)
 
 
 def _calibration(o: DeployOptions):

@@ -126,7 +126,8 @@ class Workflow:
                 continue
             out = self.layout.onnx(kind)
             options = {} if kind is ArtifactKind.fp16 else {
-                "calib": self.calibration.key(self._input_config()), "size": o.calib_size, "seed": o.seed}
+                "calib": self.calibration.key(self._input_config()), "size": o.calib_size, "seed": o.seed,
+                **actions.budget_key(o)}
             self.makers[kind] = self._add(Step(
                 f"quantize {kind}", [fp32], options, [out, manifest(out)],
                 lambda out=out, kind=kind: actions.quantize(fp32, out, kind, o, self.calibration), (export,)))

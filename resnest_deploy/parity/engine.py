@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,7 +11,8 @@ import torch
 
 from .. import interrupts
 from ..batching import fit_batch, run_batched
-from resnest_deploy.calibration.images import SPLIT_NAMES, ImageSet, find_images, iter_batches
+from resnest_deploy.calibration.class_index import class_mapping
+from resnest_deploy.calibration.images import ImageSet, find_images, iter_batches
 from ..checks import Check
 from ..errors import ConfigError, WeightsMismatchError
 from resnest_deploy.exporters.graph import check_fits, load_artifact
@@ -26,14 +26,12 @@ from ..models import InputConfig, create_model, get_config
 from ..models.synthetic import synthetic_images
 from ..runners.factory import open_artifact_runner, target_note
 from ..runners.torch_runner import TorchRunner
-from .class_index import read_class_index
 from .localize import Localization, localize
 from .options import DEFAULT_SAMPLES, ParityOptions, validate_options
 from .tolerances import Judgement, judgement_of
 
 # Per-stage relative error over which --localize calls a stage diverged, by precision.
 STAGE_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.15}
-_WNID = re.compile(r"^n\d{8}$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +60,7 @@ class ParityResult:
     skipped: list[tuple[str, str]]
     judgement: Judgement | None = None
     accuracy: dict[str, object] | None = None
+    budget: dict[str, object] | None = None
     localization: Localization | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -78,7 +77,7 @@ class ParityResult:
             "metrics": self.metrics.to_dict(), "tolerances": self.tolerances.to_dict(),
             "verdicts": [v.to_dict() for v in self.verdicts],
             "flips": [f.__dict__ for f in self.flips], "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-            "accuracy": self.accuracy, "localization": self.localization.to_dict() if self.localization else None,
+            "accuracy": self.accuracy, "accuracy_budget": self.budget, "localization": self.localization.to_dict() if self.localization else None,
             "notes": self.notes,
         }
 
@@ -120,7 +119,7 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
     images = _images(options)
     model = options.model if options.model is not None else _eager_model(options, arch, meta)
     num_classes = model.config.num_classes
-    mapping = _class_mapping(images, num_classes, options.class_index) if images is not None else (None, "")
+    mapping = class_mapping(images, num_classes, options.class_index) if images is not None else (None, "")
     if proto is not None:
         check_fits(proto, num_classes=num_classes, size=cfg.size, what=arch)
     judgement = judgement_of(meta, engine)
@@ -147,9 +146,31 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
         result.notes.append(note)
     if images is not None:
         result.accuracy = _accuracy(mapping, out.labels, out.eager, out.artifact, result)
+    result.budget = budget_summary(meta)
     if options.localize:
         _localize(result, proto, model, cfg, out.first_batch)
     return result
+
+
+def budget_summary(meta: ArtifactMeta | None) -> dict[str, object] | None:
+    """What ``quantize --max-accuracy-drop``/``--min-agreement`` measured for this artifact (from its metadata):
+    the goal, the data, FP32/plain/chosen scores and each block kept float with its costs; None without a budget."""
+    record = ((meta.extra if meta else {}).get("quantization") or {}).get("accuracy_budget")
+    if not isinstance(record, dict):
+        return None
+    try:
+        latency = record.get("latency") or {}
+        return {
+            "goal": record["goal"]["description"], "kind": record["goal"]["kind"], "met": bool(record["met"]),
+            "images": record["data"]["images"], "data_sha256": record["data"]["sha256"],
+            "fp32": record["fp32"]["score"], "plain_int8": record["plain_int8"]["score"],
+            "int8": record["int8"]["score"], "drop_standard_error": record["int8"].get("drop_standard_error"),
+            "kept_float": [{"block": k["block"], "points_lost_alone": k.get("points_lost_alone"),
+                            "latency_cost_ms": k.get("latency_cost_ms")} for k in record["kept_float"]],
+            "speedup_vs_fp32": latency.get("speedup_vs_fp32"), "scored_on": record.get("scored_on"),
+        }
+    except (KeyError, TypeError) as exc:
+        return {"error": f"damaged accuracy-budget record ({type(exc).__name__}: {exc})"}
 
 
 def _resolve_arch(options: ParityOptions, meta: ArtifactMeta | None) -> str:
@@ -184,32 +205,6 @@ def _images(options: ParityOptions) -> ImageSet | None:
         chosen = np.random.default_rng(options.seed).choice(len(images.files), options.samples, replace=False)
         images = images.subset(sorted(chosen.tolist()))
     return images
-
-
-def _class_mapping(images: ImageSet, num_classes: int, index_file: Path | None) -> tuple[dict[str, int] | None, str]:
-    """Folder name -> class index, and how it was decided (or why accuracy is not reported).
-
-    Raises:
-        ConfigError: The class index file is unreadable, maps outside the model's classes, or lacks folders.
-    """
-    if index_file is not None:
-        mapping = read_class_index(index_file, num_classes)
-        missing = sorted(set(images.classes) - set(mapping))
-        if missing:
-            raise ConfigError(f"--class-index {index_file} has no index for folders {missing[:5]}")
-        if not images.is_class_tree:
-            raise ConfigError(f"--class-index given, but {images.root} is not a class-per-subfolder tree")
-        return mapping, f"class index file {index_file.name}"
-    if not images.is_class_tree:
-        return None, "not a class-per-subfolder tree"
-    if set(images.classes) <= SPLIT_NAMES:
-        return None, (f"{images.root} is a dataset root split into {', '.join(images.classes)}, not a folder of "
-                      f"classes; give one split, e.g. --data {images.root / images.classes[-1]}")
-    if len(images.classes) == num_classes:
-        kind = "ImageNet synset order" if all(_WNID.match(c) for c in images.classes) else "sorted folder names"
-        return {c: i for i, c in enumerate(images.classes)}, kind
-    return None, (f"{len(images.classes)} class folders for a {num_classes}-class model; pass --class-index to map "
-                  "them")
 
 
 def _batches(options: ParityOptions, cfg: InputConfig, images: ImageSet | None,

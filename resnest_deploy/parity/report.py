@@ -40,6 +40,8 @@ def render_markdown(result: ParityResult) -> str:
                   f"| eager | {acc['eager_top1']:.2%} | {acc['eager_top5']:.2%} |",
                   f"| artifact | {acc['artifact_top1']:.2%} | {acc['artifact_top5']:.2%} |",
                   f"| change | {acc['top1_change'] * 100:+.2f} pt | {acc['top5_change'] * 100:+.2f} pt |"]
+    if result.budget:
+        lines += ["", *budget_lines(result.budget)]
     lines += ["", f"## Class flips ({len(result.flips)})", ""]
     lines += [f"- `{f.sample}`: eager {f.eager} -> artifact {f.artifact}" for f in result.flips[:50]] or ["none"]
     if len(result.flips) > 50:
@@ -74,3 +76,30 @@ def write_reports(result: ParityResult, paths: Path | tuple[Path, Path]) -> tupl
     json_path, md_path = paths if isinstance(paths, tuple) else report_paths(paths, result.artifact)
     write_texts_atomic({json_path: json.dumps(result.to_dict(), indent=2) + "\n", md_path: render_markdown(result)})
     return json_path, md_path
+
+
+def budget_lines(budget: dict) -> list[str]:
+    """The artifact's accuracy budget (measured by ``quantize`` on its accuracy data) as Markdown."""
+    if "error" in budget:
+        return ["## Accuracy budget", "", str(budget["error"])]
+    unit = "top-1" if budget["kind"] == "accuracy" else "agreement with FP32"
+    se = budget.get("drop_standard_error")
+    lines = [f"## Accuracy budget ({'met' if budget['met'] else '**not met**'}: {budget['goal']})", "",
+             f"Measured by quantize on {budget['images']} images (sha256 {str(budget['data_sha256'])[:16]}…), "
+             f"{budget['scored_on']}.", "",
+             f"| graph | {unit} |", "| --- | ---: |",
+             *([f"| FP32 | {budget['fp32']:.2f}% |"] if budget["kind"] == "accuracy" else []),
+             f"| INT8, nothing float | {budget['plain_int8']:.2f}% |",
+             f"| INT8, {len(budget['kept_float'])} block(s) float | {budget['int8']:.2f}%"
+             + (f" (± {se:.2f} pt standard error of the drop)" if isinstance(se, (int, float)) else "") + " |"]
+    if budget["kept_float"]:
+        lines += ["", "| kept float | points it loses alone (sensitivity sample) | CPU latency it costs (ms per batch) |",
+                  "| --- | ---: | ---: |"]
+        for k in budget["kept_float"]:
+            drop, cost = k.get("points_lost_alone"), k.get("latency_cost_ms")
+            lines.append(f"| {k['block']} | {'' if drop is None else f'{drop:.2f}'} | "
+                         f"{'' if cost is None else f'{cost:+.3f}'} |")
+    if budget.get("speedup_vs_fp32"):
+        lines += ["", f"CPU speed of the chosen graph: {budget['speedup_vs_fp32']:.2f}x FP32 (interleaved, ONNX "
+                  "Runtime)."]
+    return lines

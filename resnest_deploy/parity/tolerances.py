@@ -32,6 +32,9 @@ PRESETS: dict[str, Tolerances] = {
 # artifact being wrong, so its reduced-precision artifacts keep every limit but top-1 agreement.
 for _name in ("tf32", "fp16", "int8"):
     PRESETS[f"{_name}-random-init"] = replace(PRESETS[_name], top1_agreement=None)
+# An INT8 graph made to an accuracy budget (quantize --max-accuracy-drop/--min-agreement) traded output error for
+# speed on purpose, block by block, and was measured on the task metric: parity judges the decisions it promised.
+PRESETS["int8-budget"] = Tolerances(top1_agreement=PRESETS["int8"].top1_agreement)
 
 
 @dataclass(frozen=True)
@@ -72,4 +75,10 @@ def judgement_of(meta: Any, engine: Any = None) -> Judgement:
         return judgement_for("fp32", random_init=False)
     random_init = meta.weights_sha256 is None and meta.seed is not None
     tf32 = bool(engine is not None and engine.tf32) and meta.precision == Precision.fp32
+    budget = ((meta.extra or {}).get("quantization") or {}).get("accuracy_budget")
+    if meta.precision == Precision.int8 and not random_init and isinstance(budget, dict) and budget.get("met"):
+        goal = (budget.get("goal") or {}).get("description", "an accuracy budget")
+        return Judgement("int8-budget", f"int8 artifact made to an accuracy budget ({goal}): judged by top-1 "
+                                        "agreement; its output-error metrics are what the budget traded, reported "
+                                        "but not judged")
     return judgement_for(meta.precision, random_init=random_init, tf32=tf32)

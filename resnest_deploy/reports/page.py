@@ -189,6 +189,79 @@ def _bench_section(bench: list[dict[str, Any]]) -> Section:
                    "latency per image vs batch", notes)
 
 
+def _budget_of(export: dict[str, Any]) -> dict[str, Any] | None:
+    record = ((export.get("extra") or {}).get("quantization") or {}).get("accuracy_budget")
+    ok = isinstance(record, dict) and all(isinstance(record.get(k), dict) for k in ("goal", "fp32", "int8")) \
+        and isinstance(record.get("trials"), list)
+    return record if ok else None
+
+
+def budget_plot(name: str, budget: dict[str, Any]) -> str:
+    """The accuracy-budget trade-off of one artifact: score against the number of float blocks over every trial
+    (budget dashed, chosen mix starred); for the CPU target also latency per image against score."""
+    plt = _pyplot()
+    latency = budget.get("latency") or {}
+    fig, axes = plt.subplots(1, 2 if latency.get("rows") else 1, figsize=(11 if latency.get("rows") else 6, 3.6),
+                             squeeze=False)
+    goal, chosen = budget["goal"], budget["int8"]
+    floor = budget["fp32"]["score"] - goal["limit"] if goal["kind"] == "accuracy" else goal["limit"] * 100
+    unit = "top-1 (%)" if goal["kind"] == "accuracy" else "top-1 agreement with FP32 (%)"
+    ax = axes[0][0]
+    for phase, color in (("plain", "#c62828"), ("sensitivity", "#9e9e9e"), ("keep", "#1565c0"),
+                         ("give-back", "#6a1b9a")):
+        points = [(len(t["kept_float"]), t["score"]) for t in budget["trials"]
+                  if t.get("phase") == phase and not t.get("sample")]
+        if points:
+            ax.scatter(*zip(*points), s=18, color=color, label=phase, alpha=0.8)
+    ax.scatter([len(chosen["kept_float"])], [chosen["score"]], marker="*", s=160, color="#2e7d32", label="chosen",
+               zorder=3)
+    ax.axhline(floor, color="#555", linestyle="--", linewidth=1, label="budget")
+    ax.set_xlabel("blocks kept float")
+    ax.set_xticks(range(0, max(len(t["kept_float"]) for t in budget["trials"]) + 1) if budget["trials"] else [0])
+    ax.set_ylabel(unit)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("accuracy vs float blocks (every trial)", fontsize=9)
+    if latency.get("rows"):
+        ax = axes[0][1]
+        batch = latency["batch"]
+        for row in latency["rows"]:
+            score = budget["fp32"]["score"] if row["score"] is None and goal["kind"] == "accuracy" else \
+                100.0 if row["score"] is None else row["score"]
+            star = row["name"] == "int8 chosen"
+            ax.scatter([row["p50_ms"] / batch], [score], marker="*" if star else "o", s=160 if star else 24,
+                       color="#2e7d32" if star else "#1565c0" if row["name"].startswith("int8") else "#c62828")
+            ax.annotate(row["name"].replace("int8 chosen, ", "").replace(" quantized", " int8"),
+                        (row["p50_ms"] / batch, score), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(floor, color="#555", linestyle="--", linewidth=1)
+        ax.set_xlabel("ms per image (ONNX Runtime CPU, interleaved)")
+        ax.set_ylabel(unit)
+        ax.set_title("latency vs accuracy (chosen starred)", fontsize=9)
+    fig.suptitle(f"{name}: {goal['description']}", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _budget_sections(exports: list[dict[str, Any]]) -> list[Section]:
+    sections = []
+    for export in exports:
+        budget = _budget_of(export)
+        if budget is None:
+            continue
+        rows = [[k["block"], f"{k.get('points_lost_alone', float('nan')):.2f}",
+                 "" if k.get("latency_cost_ms") is None else f"{k['latency_cost_ms']:+.3f}"]
+                for k in budget.get("kept_float", [])]
+        notes = [f"{'met' if budget.get('met') else 'NOT met'}: FP32 {budget['fp32']['score']:.2f}%, INT8 plain "
+                 f"{budget['plain_int8']['score']:.2f}%, chosen {budget['int8']['score']:.2f}% on "
+                 f"{budget['data']['images']} images; {budget.get('trials_run')} trials; {budget.get('scored_on')}"]
+        speed = (budget.get("latency") or {}).get("speedup_vs_fp32")
+        if speed:
+            notes.append(f"chosen CPU graph: {speed:.2f}x FP32 (interleaved)")
+        sections.append(Section(f"Accuracy budget: {export['artifact']}",
+                                ["kept float", "points it loses alone", "latency cost (ms/batch)"], rows,
+                                budget_plot(str(export["artifact"]), budget), "accuracy budget trade-off", notes))
+    return sections
+
+
 def _export_section(exports: list[dict[str, Any]]) -> Section:
     rows = [[str(e["artifact"]), str(e.get("precision", "fp32")), str(e.get("opset", "")),
              str((e.get("graph") or {}).get("nodes", "")),
@@ -213,6 +286,7 @@ def assemble(run_dir: Path, extra: list[Section] | None = None, lead: list[Secti
     sections = list(lead or [])
     if exports:
         sections.append(_export_section(exports))
+        sections += _budget_sections(exports)
     if parity:
         sections.append(_parity_section(parity))
     if bench:

@@ -97,7 +97,7 @@ def _parameters() -> dict[str, list[tuple[str, str, bool]]]:
             kind = _kind(hints.get(p.name, str))
             is_argument = not getattr(p, "opts", [""])[0].startswith("-")
             path_like = p.name in ("weights", "output", "data", "calib_data", "targets", "out", "report",
-                                   "class_index", "cache_dir", "timing_cache", "emit_script", "directory", "model",
+                                   "class_index", "accuracy_data", "cache_dir", "timing_cache", "emit_script", "directory", "model",
                                    "artifact", "artifacts", "run_dir", "images")
             params.append((p.opts[0], "path" if path_like and kind in ("str", "path") else kind, is_argument))
         found[name] = params

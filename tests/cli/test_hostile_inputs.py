@@ -143,6 +143,32 @@ CASES: dict[str, Case] = {
     "inspect-edited-metadata": Case("inspect {ws}/edited.onnx", ("damaged resnest-deploy metadata", "input")),
     "inspect-partial-metadata": Case("inspect {ws}/partial.onnx", ("damaged resnest-deploy metadata", "missing")),
     # quantize
+    # quantize: accuracy budget
+    **{f"quantize-budget-{name}": Case(f"quantize {{ws}}/m.onnx --precision int8 --calib-data synthetic {extra} "
+                                       "--output {out}/q.onnx", fragments, "{out}/q.onnx")
+       for name, extra, fragments in [
+           ("nan", "--accuracy-data {ws}/imgs --max-accuracy-drop nan", ("--max-accuracy-drop", "finite")),
+           ("inf", "--accuracy-data {ws}/imgs --max-accuracy-drop inf", ("--max-accuracy-drop", "finite")),
+           ("zero", "--accuracy-data {ws}/imgs --max-accuracy-drop 0", ("--max-accuracy-drop", "more than 0")),
+           ("negative", "--accuracy-data {ws}/imgs --max-accuracy-drop -1", ("--max-accuracy-drop", "more than 0")),
+           ("over-100", "--accuracy-data {ws}/imgs --max-accuracy-drop 150", ("at most 100",)),
+           ("agreement-one", "--accuracy-data {ws}/imgs --min-agreement 1", ("--min-agreement", "only FP32")),
+           ("agreement-percent", "--accuracy-data {ws}/imgs --min-agreement 99", ("--min-agreement", "0.99")),
+           ("agreement-nan", "--accuracy-data {ws}/imgs --min-agreement nan", ("--min-agreement", "finite")),
+           ("both-goals", "--accuracy-data {ws}/imgs --max-accuracy-drop 1 --min-agreement 0.9", ("not both",)),
+           ("no-data", "--max-accuracy-drop 1", ("needs --accuracy-data",)),
+           ("data-without-goal", "--accuracy-data {ws}/imgs", ("--accuracy-data", "--max-accuracy-drop")),
+           ("missing-folder", "--accuracy-data {ws}/nope --min-agreement 0.9", ("not a folder of images",)),
+           ("empty-folder", "--accuracy-data {ws}/empty --min-agreement 0.9", ("no image files",)),
+           ("unlabelled", "--accuracy-data {ws}/imgs --max-accuracy-drop 50", ("no labels for --max-accuracy-drop",
+                                                                            "--class-index")),
+           ("too-few", "--accuracy-data {ws}/imgs --min-agreement 0.9", ("4 images cannot resolve", "at least 20 images")),
+           ("class-index-agreement", "--accuracy-data {ws}/imgs --min-agreement 0.5 --class-index {ws}/outside.json",
+            ("--min-agreement needs no labels",)),
+           ("max-trials-zero", "--accuracy-data {ws}/imgs --min-agreement 0.5 --max-trials 0", ("--max-trials",)),
+       ]},
+    "quantize-budget-fp16": Case("quantize {ws}/m.onnx --precision fp16 --accuracy-data {ws}/imgs "
+                                 "--max-accuracy-drop 1 --output {out}/q.onnx", ("--precision int8",), "{out}/q.onnx"),
     "quantize-int4": Case("quantize {ws}/m.onnx --precision int4 --output {out}/q.onnx", ("--precision", "int4"),
                           "{out}/q.onnx"),
     "quantize-method-typo": Case("quantize {ws}/m.onnx --precision int8 --calib-data synthetic --method kl "

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resnest_deploy.bench import Contender, measure_interleaved
-from resnest_deploy.bench.timing import LatencyStats
+from resnest_deploy.timing import LatencyStats
 
 
 def test_contenders_run_interleaved_after_warmup():

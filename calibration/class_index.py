@@ -1,4 +1,5 @@
-"""Mapping class folders of a labelled image tree to the model's class indices.
+"""Mapping class folders of a labelled image tree to the model's class indices, for parity's accuracy and
+quantize's accuracy budget.
 
 ``--class-index FILE`` takes the layouts people have at hand:
 
@@ -15,11 +16,16 @@ Every name on an entry (synset and label) maps to its index, so folders may be n
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..paths import existing_file
+from resnest_deploy.errors import ConfigError
+from resnest_deploy.paths import existing_file
+
+from .images import SPLIT_NAMES, ImageSet
+
+_WNID = re.compile(r"^n\d{8}$")  # an ImageNet synset folder
 
 
 def read_class_index(path: Path, num_classes: int) -> dict[str, int]:
@@ -84,3 +90,29 @@ def _from_json(data: Any, path: Path) -> dict[str, int]:
         for name in _names(entry, path):
             mapping.setdefault(name, index)
     return mapping
+
+
+def class_mapping(images: ImageSet, num_classes: int, index_file: Path | None) -> tuple[dict[str, int] | None, str]:
+    """Folder name -> class index, and how it was decided (or why accuracy is not reported).
+
+    Raises:
+        ConfigError: The class index file is unreadable, maps outside the model's classes, or lacks folders.
+    """
+    if index_file is not None:
+        mapping = read_class_index(index_file, num_classes)
+        missing = sorted(set(images.classes) - set(mapping))
+        if missing:
+            raise ConfigError(f"--class-index {index_file} has no index for folders {missing[:5]}")
+        if not images.is_class_tree:
+            raise ConfigError(f"--class-index given, but {images.root} is not a class-per-subfolder tree")
+        return mapping, f"class index file {index_file.name}"
+    if not images.is_class_tree:
+        return None, "not a class-per-subfolder tree"
+    if set(images.classes) <= SPLIT_NAMES:
+        return None, (f"{images.root} is a dataset root split into {', '.join(images.classes)}, not a folder of "
+                      f"classes; give one split, e.g. --data {images.root / images.classes[-1]}")
+    if len(images.classes) == num_classes:
+        kind = "ImageNet synset order" if all(_WNID.match(c) for c in images.classes) else "sorted folder names"
+        return {c: i for i, c in enumerate(images.classes)}, kind
+    return None, (f"{len(images.classes)} class folders for a {num_classes}-class model; pass --class-index to map "
+                  "them")
