@@ -88,27 +88,33 @@ def run_budget(reference: onnx.ModelProto, build: Build, blocks: Sequence[str], 
     chosen_logits = chosen.get(frozenset(result.chosen.kept))
     if chosen_logits is None:  # the chosen mix was measured before the last trial
         chosen_logits = run_graph(model, data.array)
-    record: dict[str, Any] = {
-        "goal": {"kind": kind, "limit": limit, "description": goal.describe()},
-        "data": data.record(),
-        "fp32": {"score": ref_score, "loss": ref_loss},
-        "plain_int8": _scores(result.plain),
-        "int8": {**_scores(result.chosen),
-                 "drop_standard_error": standard_error(kind, fp32, chosen_logits, data.labels)},
-        "met": result.met, "stop": result.stop, "max_trials": max_trials, "trials_run": len(result.trials),
-        "blocks": list(blocks),
-        "kept_float": [_kept(result, block) for block in result.chosen.kept],
-        "sensitivity": [c.to_dict() for c in result.costs],
-        "sensitivity_images": int(len(sample)),
-        "trials": [t.to_dict() for t in result.trials],
-        "scored_on": PROXY_NOTE if target == "tensorrt" else "ONNX Runtime (CPU), the graph served",
-    }
-    if target == "cpu":
+    record = _record(result, goal, data, blocks, max_trials, target,
+                     standard_error(kind, fp32, chosen_logits, data.labels))
+    if target == "cpu" and result.met:  # what each kept block costs in time; an over-budget mix is not served
         record["latency"] = _latency(reference, built, result, data.array, measure, progress)
         for entry in record["kept_float"]:
             entry["latency_cost_ms"] = record["latency"]["cost_ms"].get(entry["block"])
     record["search_seconds"] = round(time.perf_counter() - started, 1)
     return BudgetOutcome(result, model, record)
+
+
+def _record(result: SearchResult, goal: Goal, data: AccuracyData, blocks: Sequence[str], max_trials: int,
+            target: str, drop_error: float) -> dict[str, Any]:
+    """What the metadata, the manifest, parity and the report say about the search."""
+    return {
+        "goal": {"kind": goal.kind, "limit": goal.limit, "description": goal.describe()},
+        "data": data.record(),
+        "fp32": {"score": goal.reference, "loss": goal.reference_loss},
+        "plain_int8": _scores(result.plain),
+        "int8": {**_scores(result.chosen), "drop_standard_error": drop_error},
+        "met": result.met, "stop": result.stop, "max_trials": max_trials, "trials_run": len(result.trials),
+        "blocks": list(blocks),
+        "kept_float": [_kept(result, block) for block in result.chosen.kept],
+        "sensitivity": [c.to_dict() for c in result.costs],
+        "sensitivity_images": min(len(data.array), SENSITIVITY_IMAGES),
+        "trials": [t.to_dict() for t in result.trials],
+        "scored_on": PROXY_NOTE if target == "tensorrt" else "ONNX Runtime (CPU), the graph served",
+    }
 
 
 class _Recent:
