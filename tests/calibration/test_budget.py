@@ -204,7 +204,14 @@ def test_bad_search_arguments():
         search([], net.measure, Goal(ACCURACY, 1.0, 90.0))
 
 
-def test_equal_points_are_ranked_by_the_loss_a_block_adds():
-    losses = {(): (80.0, 2.0), ("b",): (89.0, 0.5), ("a",): (89.0, 0.9)}  # a alone costs 1 point and 0.4 loss
-    result = search(["a", "b"], lambda kept: losses[tuple(sorted(kept))], Goal(ACCURACY, 0.5, 90.0, 0.1))
-    assert [(c.block, c.drop, round(c.loss_added, 6)) for c in result.costs] == [("b", 1.0, 0.8), ("a", 1.0, 0.4)]
+def test_blocks_are_ranked_by_the_loss_they_add_then_by_points():
+    # a alone loses 2 points and adds 0.1 loss; b loses 1 point and adds 0.5; c and d lose 1 point each, equal loss
+    scores = {(): (80.0, 2.0), ("b", "c", "d"): (88.0, 0.2), ("a", "c", "d"): (89.0, 0.6), ("a", "b", "d"): (88.0, 0.3),
+              ("a", "b", "c"): (89.0, 0.3), ("b",): (85.0, 1.0)}
+    result = search(["a", "b", "c", "d"], lambda kept: scores[tuple(sorted(kept))], Goal(ACCURACY, 0.5, 90.0, 0.1),
+                    max_trials=6)
+    assert [(c.block, c.drop, round(c.loss_added, 6)) for c in result.costs] == [
+        ("b", 1.0, 0.5), ("c", 2.0, 0.2), ("d", 1.0, 0.2), ("a", 2.0, 0.1)]
+    equal = {(): (80.0, 2.0), ("y",): (89.0, 0.3), ("x",): (89.0, 0.3)}  # x and y cost the same: graph order
+    tied = search(["x", "y"], lambda kept: equal[tuple(sorted(kept))], Goal(ACCURACY, 0.5, 90.0, 0.1), max_trials=3)
+    assert [c.block for c in tied.costs] == ["x", "y"]

@@ -109,7 +109,7 @@ def _parity_and_report_show_the_budget(trained, root, artifact, record, target):
     report = artifact.with_name(artifact.name + ".parity.json")
     write_reports(parity, report)
     markdown = report.with_suffix(".md").read_text()
-    assert "## Accuracy budget (met: top-1 within 1 points" in markdown
+    assert "## Accuracy budget (met: top-1 within 1 point of FP32" in markdown
     assert all(f"| {block} |" in markdown for block in record["int8"]["kept_float"])
     html, _ = build_report(artifact.parent)
     page = html.read_text()

@@ -76,11 +76,11 @@ def test_judgement_of_reads_provenance_and_tf32_from_the_artifact():
 ])
 def test_an_int8_graph_that_met_its_accuracy_budget_is_judged_by_top1_only(met, checkpoint, precision, preset):
     meta = _meta(precision, checkpoint=checkpoint)
-    budget = {"met": met, "goal": {"description": "top-1 within 1 points of FP32 (76.10%)"}}
+    budget = {"met": met, "goal": {"description": "top-1 within 1 point of FP32 (76.10%)"}}
     meta = replace(meta, extra={**meta.extra, "quantization": {"accuracy_budget": budget}})
     judgement = judgement_of(meta)
     assert judgement.preset == preset
     if preset == "int8-budget":
-        assert "within 1 points" in judgement.reason
+        assert "within 1 point of FP32" in judgement.reason
         assert {k for k, v in judgement.tolerances.to_dict().items() if v is not None} == {"top1_agreement"}
         assert judgement.tolerances.top1_agreement == PRESETS["int8"].top1_agreement
