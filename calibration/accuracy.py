@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from resnest_deploy.errors import ConfigError
+from resnest_deploy.metrics import compare_logits
 from resnest_deploy.models import InputConfig
 from resnest_deploy.progress import ProgressFn
 
@@ -126,15 +127,13 @@ class Scorer:
     def score(self, logits: np.ndarray) -> tuple[float, float]:
         """(score in percent, loss): accuracy and cross-entropy against the labels; or agreement with FP32's
         top-1 and the mean KL divergence from FP32's probabilities."""
-        logp = log_softmax(logits)
         if self.kind == ACCURACY:
             assert self.labels is not None
             correct = float(np.mean(logits.argmax(1) == self.labels)) * 100.0
-            loss = float(-np.mean(logp[np.arange(len(self.labels)), self.labels]))
+            loss = float(-np.mean(log_softmax(logits)[np.arange(len(self.labels)), self.labels]))
             return correct, loss
-        ref = log_softmax(self.reference)
-        agree = float(np.mean(logits.argmax(1) == self.reference.argmax(1))) * 100.0
-        return agree, float(np.mean(np.sum(np.exp(ref) * (ref - logp), axis=1)))
+        agreement = compare_logits(self.reference, logits)  # the tool's one top-1 agreement and KL divergence
+        return agreement.top1_agreement * 100.0, agreement.kl_mean
 
 
 def standard_error(kind: str, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None) -> float:

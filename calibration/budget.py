@@ -67,6 +67,14 @@ class Goal:
         return f"top-1 agreement with FP32 >= {self.limit:g}%"
 
 
+def budget_record(extra: Any) -> dict[str, Any] | None:
+    """The accuracy-budget record in an artifact's metadata ``extra`` (``quantization.accuracy_budget``), or None
+    when it has none or it is not a table."""
+    quantization = extra.get("quantization") if isinstance(extra, dict) else None
+    record = quantization.get("accuracy_budget") if isinstance(quantization, dict) else None
+    return record if isinstance(record, dict) else None
+
+
 def check_limit(kind: str, limit: float) -> None:
     """Refuse a limit no measurement can meet or that means nothing (NaN, inf, 0, a negative or >100 budget).
 

@@ -11,6 +11,7 @@ import torch
 
 from .. import interrupts
 from ..batching import fit_batch, run_batched
+from resnest_deploy.calibration.budget import budget_record
 from resnest_deploy.calibration.class_index import class_mapping
 from resnest_deploy.calibration.images import ImageSet, find_images, iter_batches
 from ..checks import Check
@@ -155,8 +156,8 @@ def run_parity(options: ParityOptions, *, progress: ProgressFn | None = None) ->
 def budget_summary(meta: ArtifactMeta | None) -> dict[str, object] | None:
     """What ``quantize --max-accuracy-drop``/``--min-agreement`` measured for this artifact (from its metadata):
     the goal, the data, FP32/plain/chosen scores and each block kept float with its costs; None without a budget."""
-    record = ((meta.extra if meta else {}).get("quantization") or {}).get("accuracy_budget")
-    if not isinstance(record, dict):
+    record = budget_record(meta.extra if meta else None)
+    if record is None:
         return None
     try:
         latency = record.get("latency") or {}

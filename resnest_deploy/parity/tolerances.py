@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from resnest_deploy.calibration.budget import budget_record
+
 from ..kinds import Precision
 from ..metrics import Tolerances
 
@@ -75,8 +77,8 @@ def judgement_of(meta: Any, engine: Any = None) -> Judgement:
         return judgement_for("fp32", random_init=False)
     random_init = meta.weights_sha256 is None and meta.seed is not None
     tf32 = bool(engine is not None and engine.tf32) and meta.precision == Precision.fp32
-    budget = ((meta.extra or {}).get("quantization") or {}).get("accuracy_budget")
-    if meta.precision == Precision.int8 and not random_init and isinstance(budget, dict) and budget.get("met"):
+    budget = budget_record(meta.extra)
+    if meta.precision == Precision.int8 and not random_init and budget is not None and budget.get("met"):
         goal = (budget.get("goal") or {}).get("description", "an accuracy budget")
         return Judgement("int8-budget", f"int8 artifact made to an accuracy budget ({goal}): judged by top-1 "
                                         "agreement; its output-error metrics are what the budget traded, reported "

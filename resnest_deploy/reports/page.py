@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnest_deploy.calibration.budget import budget_record
+
 from .. import __version__
 from ..atomic import write_texts_atomic
 from ..paths import report_pair
@@ -190,8 +192,8 @@ def _bench_section(bench: list[dict[str, Any]]) -> Section:
 
 
 def _budget_of(export: dict[str, Any]) -> dict[str, Any] | None:
-    record = ((export.get("extra") or {}).get("quantization") or {}).get("accuracy_budget")
-    ok = isinstance(record, dict) and all(isinstance(record.get(k), dict) for k in ("goal", "fp32", "int8")) \
+    record = budget_record(export.get("extra"))
+    ok = record is not None and all(isinstance(record.get(k), dict) for k in ("goal", "fp32", "int8")) \
         and isinstance(record.get("trials"), list)
     return record if ok else None
 
